@@ -1,0 +1,259 @@
+"""``dexscope collector …`` and ``dexscope admin …`` sub-commands.
+
+Only argparse is imported at module level; handlers import the collector stack lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import uuid
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+__all__ = ["open_database", "register_admin", "register_collector"]
+
+
+def _add_database_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="SQLAlchemy URL (default: $DEXSCOPE_DATABASE_URL, else SQLite under the data dir)",
+    )
+
+
+def register_collector(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``migrate``, ``serve`` and ``jobs``."""
+    p = sub.add_parser("migrate", help="create or upgrade the database schema")
+    _add_database_url(p)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_migrate)
+
+    p = sub.add_parser("serve", help="serve the API and the dashboard")
+    _add_database_url(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--no-migrate", action="store_true", help="do not migrate before serving")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("jobs", help="run the periodic jobs (retention; scoring as it lands)")
+    _add_database_url(p)
+    p.add_argument("--once", action="store_true", help="run every job once and exit")
+    p.add_argument("--as-of", default=None, help="ISO 8601 time to run as (replayable runs)")
+    p.add_argument("--interval", type=float, default=300.0, help="seconds between runs")
+    p.set_defaults(func=_jobs)
+
+
+def register_admin(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``create-tenant``, ``create-api-key`` and ``create-user``."""
+    p = sub.add_parser("create-tenant", help="create a tenant and its enrollment token")
+    p.add_argument("name")
+    _add_database_url(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_create_tenant)
+
+    roles = ["admin", "analyst", "viewer"]
+    p = sub.add_parser("create-api-key", help="create an API key")
+    _add_database_url(p)
+    p.add_argument("--role", required=True, choices=roles)
+    p.add_argument("--tenant", default=None, help="bind the key to this tenant id")
+    p.add_argument("--name", default="", help="a label for the key")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_create_api_key)
+
+    p = sub.add_parser("create-user", help="create a dashboard login")
+    p.add_argument("email")
+    _add_database_url(p)
+    p.add_argument("--role", required=True, choices=roles)
+    p.add_argument("--tenant", default=None, help="bind the user to this tenant id")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_create_user)
+
+
+def _settings(database_url: str | None) -> Any:
+    from collector.settings import Settings
+
+    try:
+        return Settings(database_url=database_url) if database_url else Settings()
+    except Exception as exc:  # pydantic ValidationError or a bad config file
+        from dexscope.cli import CliError
+
+        raise CliError(f"invalid settings: {exc}") from exc
+
+
+def open_database(database_url: str | None, *, migrate: bool = False) -> Engine:
+    """An engine for the configured database, checked reachable and (optionally) migrated.
+
+    Raises :class:`dexscope.cli.CliError` with a one-line reason otherwise.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from collector.db import make_engine
+    from collector.migrate import current_revision, head_revision, upgrade
+    from dexscope.cli import CliError
+
+    settings = _settings(database_url)
+    url = settings.resolved_database_url()
+    if url.startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(os.path.abspath(url[len("sqlite:///") :])), exist_ok=True)
+    try:
+        engine = make_engine(url)
+        if migrate:
+            upgrade(engine)
+        revision = current_revision(engine)
+    except SQLAlchemyError as exc:
+        raise CliError(
+            f"cannot use database {_safe_url(url)}: {exc.__class__.__name__}: "
+            f"{str(exc.orig if hasattr(exc, 'orig') else exc).strip().splitlines()[0]}"
+        ) from exc
+    if revision != head_revision():
+        raise CliError(
+            f"database {_safe_url(url)} is at schema {revision}, this version needs "
+            f"{head_revision()}: run `dexscope collector migrate`"
+        )
+    return engine
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _print(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    print(json.dumps(payload) if getattr(args, "json", False) else text)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from collector.migrate import current_revision
+
+    engine = open_database(args.database_url, migrate=True)
+    revision = current_revision(engine)
+    _print(args, {"revision": revision}, f"database schema at revision {revision}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from dexscope.cli import CliError
+
+    if args.database_url:
+        # Worker processes build their own settings from the environment.
+        os.environ["DEXSCOPE_DATABASE_URL"] = args.database_url
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    open_database(args.database_url, migrate=not args.no_migrate).dispose()
+    uvicorn.run(
+        "collector.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        proxy_headers=True,
+    )
+    return 0
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from collector.jobs import run_forever, run_once
+    from dexscope.cli import CliError
+
+    as_of = None
+    if args.as_of:
+        from datetime import datetime
+
+        try:
+            as_of = datetime.fromisoformat(args.as_of)
+        except ValueError as exc:
+            raise CliError(f"--as-of {args.as_of!r} is not an ISO 8601 time") from exc
+        if as_of.tzinfo is None:
+            raise CliError("--as-of needs a UTC offset, e.g. 2026-11-01T00:00:00Z")
+    engine = open_database(args.database_url)
+    settings = _settings(args.database_url)
+    if args.once:
+        print(json.dumps(run_once(engine, settings, as_of=as_of)))
+        return 0
+    run_forever(engine, settings, interval_s=args.interval)
+    return 0
+
+
+def _parse_tenant(value: str | None) -> uuid.UUID | None:
+    from dexscope.cli import CliError
+
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise CliError(f"--tenant {value!r} is not a tenant id (UUID)") from exc
+
+
+def _admin_call(args: argparse.Namespace, action: Any) -> Any:
+    from collector.db import make_sessionmaker
+    from collector.errors import ApiError
+    from dexscope.cli import CliError
+
+    engine = open_database(args.database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            return action(session)
+    except ApiError as exc:
+        raise CliError(exc.message) from exc
+    finally:
+        engine.dispose()
+
+
+def _create_tenant(args: argparse.Namespace) -> int:
+    from collector.tenants.service import create_tenant
+
+    created = _admin_call(args, lambda s: create_tenant(s, args.name))
+    payload = {"tenant_id": str(created.tenant_id), "enrollment_token": created.enrollment_token}
+    _print(
+        args,
+        payload,
+        f"tenant {args.name}: {created.tenant_id}\nenrollment token (shown once): "
+        f"{created.enrollment_token}",
+    )
+    return 0
+
+
+def _create_api_key(args: argparse.Namespace) -> int:
+    from collector.identity.roles import Role
+    from collector.identity.service import create_api_key
+
+    tenant = _parse_tenant(args.tenant)
+    key = _admin_call(args, lambda s: create_api_key(s, Role(args.role), tenant, args.name))
+    _print(args, {"api_key": key}, f"API key (shown once): {key}")
+    return 0
+
+
+def _create_user(args: argparse.Namespace) -> int:
+    import getpass
+
+    from collector.identity.roles import Role
+    from collector.identity.service import create_user
+    from dexscope.cli import CliError
+
+    tenant = _parse_tenant(args.tenant)
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+    else:
+        raise CliError("no terminal to ask the password on: use --password-stdin")
+    user_id = _admin_call(
+        args, lambda s: create_user(s, args.email, password, Role(args.role), tenant)
+    )
+    _print(
+        args, {"user_id": str(user_id), "email": args.email.lower()}, f"user {args.email} created"
+    )
+    return 0

@@ -1,0 +1,1 @@
+"""The server-rendered IT-ops dashboard (Jinja2)."""

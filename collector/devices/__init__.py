@@ -1,0 +1,1 @@
+"""Devices: enrollment, device tokens, inventory and the agent's configuration."""

@@ -1,0 +1,1 @@
+"""Identity: API keys and dashboard users, with their roles and tenant binding."""

@@ -1,0 +1,1 @@
+"""Ingest: validating, deduplicating and storing agents' batches whole or not at all."""

@@ -1,0 +1,77 @@
+"""Periodic jobs run by ``dexscope collector jobs``.
+
+Jobs are plain functions registered in :data:`JOBS`, each taking a session, the settings and
+the time to run as (``as_of``) and returning a JSON-able summary. Scoring, detection and XLA
+evaluation register here as they land; today the collector runs raw-data retention.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from collector.db import make_sessionmaker, utcnow
+from collector.ingest.repository import IngestRepository
+from collector.settings import Settings
+
+__all__ = ["JOBS", "Job", "retention", "run_forever", "run_once"]
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[Session, Settings, datetime], dict[str, Any]]
+"""A job: (session, settings, as_of) -> summary."""
+
+
+def retention(session: Session, settings: Settings, as_of: datetime) -> dict[str, Any]:
+    """Delete raw events older than ``raw_retention_days`` and stale idempotency records.
+
+    Idempotency records are kept a day longer than the oldest event the collector would
+    still accept (``max_event_age_days``), so an old batch replayed can never be stored twice.
+    """
+    repo = IngestRepository(session)
+    event_cutoff = as_of - timedelta(days=settings.raw_retention_days)
+    batch_days = max(settings.raw_retention_days, settings.max_event_age_days) + 1
+    batch_cutoff = as_of - timedelta(days=batch_days)
+    return {
+        "events_deleted": repo.delete_events_before(event_cutoff),
+        "batches_deleted": repo.delete_batches_before(batch_cutoff),
+        "event_cutoff": event_cutoff.isoformat(),
+    }
+
+
+JOBS: dict[str, Job] = {"retention": retention}
+"""Every job, by name, in the order they run."""
+
+
+def run_once(
+    engine: Engine, settings: Settings, *, as_of: datetime | None = None
+) -> dict[str, Any]:
+    """Run every job once; a failing job is reported and does not stop the others."""
+    as_of = as_of or utcnow()
+    factory = make_sessionmaker(engine)
+    results: dict[str, Any] = {"as_of": as_of.isoformat(), "jobs": {}}
+    for name, job in JOBS.items():
+        started = time.perf_counter()
+        with factory() as session:
+            try:
+                summary: dict[str, Any] = {"ok": True, **job(session, settings, as_of)}
+            except Exception as exc:
+                session.rollback()
+                log.exception("job %s failed", name)
+                summary = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        summary["duration_s"] = round(time.perf_counter() - started, 3)
+        results["jobs"][name] = summary
+    return results
+
+
+def run_forever(engine: Engine, settings: Settings, *, interval_s: float) -> None:
+    """Run the jobs every ``interval_s`` seconds until interrupted."""
+    while True:
+        log.info("jobs: %s", run_once(engine, settings))
+        time.sleep(interval_s)

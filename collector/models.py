@@ -1,0 +1,20 @@
+"""Imports every table module so ``Base.metadata`` is complete (Alembic, tests)."""
+
+from collector.db import Base
+from collector.devices.models import Device, DeviceToken
+from collector.identity.models import ApiKey, User, UserSession
+from collector.ingest.models import Event, IngestBatch
+from collector.tenants.models import EnrollmentToken, Tenant
+
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Device",
+    "DeviceToken",
+    "EnrollmentToken",
+    "Event",
+    "IngestBatch",
+    "Tenant",
+    "User",
+    "UserSession",
+]

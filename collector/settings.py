@@ -1,0 +1,97 @@
+"""Collector settings: ``DEXSCOPE_*`` environment variables, a TOML file, then defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["Settings", "default_data_dir", "normalise_database_url"]
+
+
+def default_data_dir() -> Path:
+    """Where the embedded SQLite database lives when no URL is given."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "dexscope"
+
+
+class Settings(BaseSettings):
+    """Everything the collector reads from its environment.
+
+    Precedence: explicit constructor arguments (CLI flags) > ``DEXSCOPE_*`` environment >
+    the TOML file named by ``DEXSCOPE_CONFIG`` (section ``[collector]``) > defaults.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DEXSCOPE_", extra="forbid")
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; None = SQLite file `collector.db` under data_dir.",
+    )
+    data_dir: Path = Field(default_factory=default_data_dir)
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0, description="compressed body cap")
+    max_decompressed_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    max_clock_offset_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="beyond this difference between a batch's sent_at and the receive time, "
+        "event timestamps are shifted by the measured offset",
+    )
+    max_future_skew_s: float = Field(default=600.0, ge=0)
+    max_event_age_days: float = Field(default=35.0, gt=0)
+    raw_retention_days: int = Field(default=30, gt=0)
+    device_token_ttl_days: int | None = Field(default=None, gt=0)
+    db_pool_size: int = Field(default=10, gt=0)
+    trusted_hosts: list[str] = Field(default_factory=lambda: ["*"])
+
+    def resolved_database_url(self) -> str:
+        """The database URL to use: the configured one, or the embedded SQLite file."""
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        return f"sqlite:///{self.data_dir / 'collector.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Add the TOML file (``DEXSCOPE_CONFIG``) below the environment."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("DEXSCOPE_CONFIG")
+        if config_file:
+            sources.append(_CollectorTomlSource(settings_cls, Path(config_file)))
+        return tuple(sources)
+
+
+class _CollectorTomlSource(TomlConfigSettingsSource):
+    """Reads the ``[collector]`` table of the DexScope TOML config file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        if not path.is_file():
+            raise ValueError(f"DEXSCOPE_CONFIG names {path}, which is not a readable file")
+        super().__init__(settings_cls, toml_file=path)
+        table: Any = self.toml_data.get("collector", {})
+        if not isinstance(table, dict):
+            raise ValueError(f"{path}: [collector] must be a table")
+        self.toml_data = table
+        self.init_kwargs = table
+
+
+def normalise_database_url(url: str) -> str:
+    """Map the plain ``postgresql://`` scheme to the psycopg 3 driver we ship."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url

@@ -1,0 +1,1 @@
+"""Tenants (an MSP's clients) and their enrollment tokens."""

@@ -1,0 +1,83 @@
+"""``dexscope agent run|status`` argument parsing (handlers import the agent lazily)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``run`` and ``status`` to the ``dexscope agent`` group."""
+    p = sub.add_parser("run", help="enroll on first start, then sample, spool and upload")
+    p.add_argument("--server", help="collector URL (or DEXSCOPE_SERVER_URL)")
+    p.add_argument("--enroll-token", help="tenant enrollment token (or DEXSCOPE_ENROLL_TOKEN)")
+    p.add_argument("--state-dir", type=Path, help="where identity and spool live")
+    p.add_argument("--once", action="store_true", help="one sampling round and upload, then exit")
+    p.add_argument("--persona-hint", help="persona suggested to the collector")
+    p.add_argument("--tag", action="append", default=[], metavar="K=V", help="installer tag")
+    p.add_argument("--config", type=Path, help="agent TOML file (or DEXSCOPE_AGENT_CONFIG)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("status", help="device id, spool depth, last upload and error")
+    p.add_argument("--state-dir", type=Path, required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_status)
+
+
+def _tags(pairs: list[str]) -> dict[str, str] | None:
+    from dexscope.cli import CliError
+
+    tags: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"--tag {pair!r} must be KEY=VALUE")
+        tags[key] = value
+    return tags or None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agent.errors import AgentConfigError, CollectorUnreachable, EnrollmentRefused
+    from agent.main import run_agent
+    from dexscope.cli import CliError
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    flags = {
+        "server_url": args.server,
+        "enroll_token": args.enroll_token,
+        "state_dir": str(args.state_dir) if args.state_dir else None,
+        "persona_hint": args.persona_hint,
+        "tags": _tags(args.tag),
+    }
+    try:
+        return run_agent(flags, args.config, once=args.once)
+    except EnrollmentRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except CollectorUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except AgentConfigError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _status(args: argparse.Namespace) -> int:
+    from agent.errors import NotEnrolled
+    from agent.main import print_status
+    from dexscope.cli import CliError
+
+    try:
+        print_status(args.state_dir, args.json)
+    except NotEnrolled as exc:
+        raise CliError(str(exc)) from exc
+    return 0

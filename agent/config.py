@@ -1,0 +1,320 @@
+"""Agent configuration: layered, validated, immutable.
+
+Layers, lowest first: built-in defaults < the collector's configuration (sampling and
+upload settings only) < the TOML file (``--config`` or ``DEXSCOPE_AGENT_CONFIG``) <
+environment (``DEXSCOPE_SERVER_URL``, ``DEXSCOPE_ENROLL_TOKEN``, ``DEXSCOPE_STATE_DIR``) <
+command-line flags. A local administrator's file therefore pins what the server would set.
+
+A change (a new server configuration) is applied by validating the merged layers into a new
+:class:`AgentConfig`, never by mutating the running one; an invalid server configuration is
+refused and the previous one kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from agent.errors import AgentConfigError
+
+__all__ = [
+    "DEFAULTS",
+    "AgentConfig",
+    "ConfigLayers",
+    "SamplerSettings",
+    "SpoolSettings",
+    "UploadSettings",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        "upload": {
+            "max_batch_events": 500,
+            "max_batch_bytes": 1024 * 1024,
+            "max_batch_age_s": 60.0,
+            "flush_jitter": 0.1,
+            "timeout_s": 10.0,
+            "backoff_base_s": 1.0,
+            "backoff_max_s": 300.0,
+        },
+        "spool": {"max_bytes": 64 * 1024 * 1024, "max_age_days": 30.0},
+        "samplers": {
+            "boot": {"enabled": True, "interval_s": 300.0},
+            "resource_sample": {"enabled": True, "interval_s": 60.0},
+            "agent_health": {"enabled": True, "interval_s": 300.0},
+        },
+        "config_refresh_s": 300.0,
+    }
+)
+
+_TOP_KEYS = {
+    "server_url",
+    "enroll_token",
+    "state_dir",
+    "persona_hint",
+    "ca_bundle",
+    "tags",
+    "upload",
+    "spool",
+    "samplers",
+    "config_refresh_s",
+}
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Whether a sampler runs, and how often."""
+
+    enabled: bool
+    interval_s: float
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    """Batching and retry settings of the uploader."""
+
+    max_batch_events: int
+    max_batch_bytes: int
+    max_batch_age_s: float
+    flush_jitter: float
+    timeout_s: float
+    backoff_base_s: float
+    backoff_max_s: float
+
+
+@dataclass(frozen=True)
+class SpoolSettings:
+    """Bounds of the on-disk spool."""
+
+    max_bytes: int
+    max_age_days: float
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The validated configuration the agent runs with."""
+
+    server_url: str | None
+    enroll_token: str | None
+    state_dir: Path
+    persona_hint: str | None
+    ca_bundle: Path | None
+    tags: Mapping[str, str]
+    upload: UploadSettings
+    spool: SpoolSettings
+    samplers: Mapping[str, SamplerSettings]
+    config_refresh_s: float
+    server_config_version: int | None = field(default=None)
+
+
+def _merge(into: dict[str, Any], over: Mapping[str, Any]) -> None:
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = copy.deepcopy(value)
+
+
+def _number(where: str, value: Any, *, minimum: float, maximum: float, integer: bool) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AgentConfigError(f"{where} must be a number, not {value!r}")
+    if integer and not float(value).is_integer():
+        raise AgentConfigError(f"{where} must be a whole number, not {value!r}")
+    if not minimum <= value <= maximum:
+        raise AgentConfigError(f"{where} must be between {minimum:g} and {maximum:g}")
+    return int(value) if integer else float(value)
+
+
+def _table(where: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise AgentConfigError(f"{where} must be a table")
+    return value
+
+
+def _string(where: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise AgentConfigError(f"{where} must be a non-empty string")
+    return value.strip()
+
+
+_UPLOAD_BOUNDS: Mapping[str, tuple[float, float, bool]] = {
+    "max_batch_events": (1, 5000, True),
+    "max_batch_bytes": (1024, 4 * 1024 * 1024, True),
+    "max_batch_age_s": (0.05, 86400, False),
+    "flush_jitter": (0, 1, False),
+    "timeout_s": (0.5, 600, False),
+    "backoff_base_s": (0.05, 3600, False),
+    "backoff_max_s": (0.05, 86400, False),
+}
+_SPOOL_BOUNDS: Mapping[str, tuple[float, float, bool]] = {
+    "max_bytes": (64 * 1024, 16 * 1024**3, True),
+    "max_age_days": (0.01, 30, False),
+}
+
+
+def _section(
+    name: str, raw: Mapping[str, Any], bounds: Mapping[str, tuple[float, float, bool]]
+) -> dict[str, Any]:
+    unknown = set(raw) - set(bounds)
+    if unknown:
+        raise AgentConfigError(f"unknown key {name}.{sorted(unknown)[0]}")
+    return {
+        key: _number(f"{name}.{key}", raw[key], minimum=lo, maximum=hi, integer=integer)
+        for key, (lo, hi, integer) in bounds.items()
+    }
+
+
+def _validate(merged: Mapping[str, Any], known_samplers: frozenset[str]) -> AgentConfig:
+    unknown = set(merged) - _TOP_KEYS - {"config_version", "campaigns"}
+    if unknown:
+        raise AgentConfigError(f"unknown key {sorted(unknown)[0]}")
+    samplers: dict[str, SamplerSettings] = {}
+    for name, raw in _table("samplers", merged["samplers"]).items():
+        if name not in known_samplers:
+            raise AgentConfigError(
+                f"unknown sampler samplers.{name} (known: {', '.join(sorted(known_samplers))})"
+            )
+        table = _table(f"samplers.{name}", raw)
+        extra = set(table) - {"enabled", "interval_s"}
+        if extra:
+            raise AgentConfigError(f"unknown key samplers.{name}.{sorted(extra)[0]}")
+        enabled = table.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise AgentConfigError(f"samplers.{name}.enabled must be true or false")
+        interval = _number(
+            f"samplers.{name}.interval_s",
+            table.get("interval_s", 60.0),
+            minimum=0.01,
+            maximum=86400,
+            integer=False,
+        )
+        samplers[name] = SamplerSettings(enabled=enabled, interval_s=interval)
+    upload = UploadSettings(
+        **_section("upload", _table("upload", merged["upload"]), _UPLOAD_BOUNDS)
+    )
+    if upload.backoff_max_s < upload.backoff_base_s:
+        raise AgentConfigError("upload.backoff_max_s must be at least upload.backoff_base_s")
+    spool = SpoolSettings(**_section("spool", _table("spool", merged["spool"]), _SPOOL_BOUNDS))
+    tags_raw = _table("tags", merged.get("tags") or {})
+    tags: dict[str, str] = {}
+    for key, value in tags_raw.items():
+        if not isinstance(value, str) or not key or len(key) > 64 or len(value) > 256:
+            raise AgentConfigError(f"tags.{key} must be a string (keys ≤ 64, values ≤ 256 chars)")
+        tags[str(key)] = value
+    server_url = _string("server_url", merged.get("server_url"))
+    if server_url is not None:
+        if not server_url.startswith(("https://", "http://")):
+            raise AgentConfigError("server_url must start with https:// (or http:// on loopback)")
+        server_url = server_url.rstrip("/")
+    state_dir = _string("state_dir", merged.get("state_dir"))
+    if state_dir is None:
+        raise AgentConfigError("state_dir is required (--state-dir or DEXSCOPE_STATE_DIR)")
+    ca_bundle = _string("ca_bundle", merged.get("ca_bundle"))
+    version = merged.get("config_version")
+    return AgentConfig(
+        server_url=server_url,
+        enroll_token=_string("enroll_token", merged.get("enroll_token")),
+        state_dir=Path(state_dir).expanduser().resolve(),
+        persona_hint=_string("persona_hint", merged.get("persona_hint")),
+        ca_bundle=Path(ca_bundle) if ca_bundle else None,
+        tags=MappingProxyType(tags),
+        upload=upload,
+        spool=spool,
+        samplers=MappingProxyType(samplers),
+        config_refresh_s=_number(
+            "config_refresh_s", merged["config_refresh_s"], minimum=1, maximum=86400, integer=False
+        ),
+        server_config_version=version if isinstance(version, int) else None,
+    )
+
+
+@dataclass(frozen=True)
+class ConfigLayers:
+    """The local layers (file, environment, flags); :meth:`build` merges them."""
+
+    file: Mapping[str, Any]
+    env: Mapping[str, Any]
+    flags: Mapping[str, Any]
+    known_samplers: frozenset[str]
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        flags: Mapping[str, Any],
+        config_file: Path | None,
+        environ: Mapping[str, str],
+        known_samplers: frozenset[str],
+    ) -> ConfigLayers:
+        """Read the TOML file and the environment; flags whose value is None are unset."""
+        path = config_file or (
+            Path(environ["DEXSCOPE_AGENT_CONFIG"]) if environ.get("DEXSCOPE_AGENT_CONFIG") else None
+        )
+        file_layer: dict[str, Any] = {}
+        if path is not None:
+            try:
+                file_layer = tomllib.loads(path.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise AgentConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+            except tomllib.TOMLDecodeError as exc:
+                raise AgentConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        env_layer = {
+            key: environ[var]
+            for key, var in (
+                ("server_url", "DEXSCOPE_SERVER_URL"),
+                ("enroll_token", "DEXSCOPE_ENROLL_TOKEN"),
+                ("state_dir", "DEXSCOPE_STATE_DIR"),
+            )
+            if environ.get(var)
+        }
+        flag_layer = {k: v for k, v in flags.items() if v is not None}
+        return cls(file_layer, env_layer, flag_layer, known_samplers)
+
+    def build(self, server: Mapping[str, Any] | None = None) -> AgentConfig:
+        """Merge defaults < server < file < env < flags and validate."""
+        merged: dict[str, Any] = copy.deepcopy(dict(DEFAULTS))
+        if server:
+            _merge(merged, _server_layer(server, self.known_samplers))
+        for layer in (self.file, self.env, self.flags):
+            _merge(merged, layer)
+        return _validate(merged, self.known_samplers)
+
+
+def _server_layer(server: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    """The parts of a server configuration the agent takes (unknown samplers ignored)."""
+    layer: dict[str, Any] = {}
+    samplers = server.get("samplers")
+    if isinstance(samplers, Mapping):
+        taken = {}
+        for name, value in samplers.items():
+            if name in known:
+                taken[name] = value
+            else:
+                log.warning("server configures sampler %r, which this agent lacks; ignored", name)
+        layer["samplers"] = taken
+    upload = server.get("upload")
+    if isinstance(upload, Mapping):
+        layer["upload"] = {
+            k: v
+            for k, v in upload.items()
+            if k in ("max_batch_events", "max_batch_age_s", "max_batch_bytes")
+        }
+    if isinstance(server.get("config_version"), int):
+        layer["config_version"] = server["config_version"]
+    return layer
+
+
+def default_environ() -> Mapping[str, str]:
+    """The process environment (a seam for tests)."""
+    return os.environ

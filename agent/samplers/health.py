@@ -1,0 +1,43 @@
+"""``agent_health``: the agent's own footprint and plumbing, so its cost is visible."""
+
+from __future__ import annotations
+
+import time
+
+from agent import platform
+from agent.samplers import Sampler, SamplerContext, event_base, register
+from dexscope.wire import AgentHealthEvent, Event
+
+__all__ = ["HealthSampler"]
+
+
+@register
+class HealthSampler(Sampler):
+    """CPU and RSS of the agent, spool depth, drop and failure counters, sampler stats."""
+
+    name = "agent_health"
+    interval_s = 300.0
+
+    def __init__(self, context: SamplerContext) -> None:
+        super().__init__(context)
+        self._own = platform.OwnProcess()
+        self._last = time.monotonic()
+
+    def collect(self) -> list[Event]:
+        """One ``agent_health`` event."""
+        now = time.monotonic()
+        stats = self.context.spool_stats()
+        event: AgentHealthEvent = {
+            **event_base(),  # type: ignore[typeddict-item]
+            "type": "agent_health",
+            "interval_s": round(now - self._last, 3),
+            "cpu_percent": round(self._own.cpu_percent(), 2),
+            "rss_mb": round(self._own.rss_mb(), 1),
+            "spool_events": stats.events,
+            "spool_bytes": stats.bytes,
+            "dropped_events_total": stats.counters["dropped_events_total"],
+            "upload_failures_total": stats.counters["upload_failures_total"],
+            "samplers": dict(self.context.sampler_stats()),
+        }
+        self._last = now
+        return [event]

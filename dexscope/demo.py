@@ -1,0 +1,193 @@
+"""``dexscope demo``: a collector on embedded SQLite with this machine's agent reporting to it.
+
+It starts two real processes — ``dexscope collector serve`` and ``dexscope agent run`` — in a
+data directory, creates a tenant and a dashboard login, prints the URL and the login, and
+stops both cleanly on Ctrl-C. Later versions add the simulated fleet and the scoring jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+__all__ = ["register", "run_demo"]
+
+
+def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``demo`` command."""
+    p = groups.add_parser(
+        "demo", help="run a collector and this machine's agent, with the dashboard"
+    )
+    p.add_argument("--port", type=int, default=8080, help="dashboard/API port (default 8080)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".dexscope-demo"),
+        help="where the demo keeps its data",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default loopback)")
+    p.set_defaults(func=run_demo)
+
+
+def _dexscope(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dexscope.cli", *args]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    from dexscope.cli import CliError
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise CliError(f"the collector exited with code {proc.returncode}; see its log above")
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    raise CliError(f"the collector did not become ready at {url} within {timeout_s:.0f} s")
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((host, port)) != 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run the demo until Ctrl-C."""
+    from rich.console import Console
+
+    from dexscope.cli import CliError
+
+    console = Console(stderr=True)
+    data_dir: Path = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not _port_free(args.host, args.port):
+        raise CliError(f"port {args.port} is in use; pick another with --port")
+    db_url = f"sqlite:///{data_dir / 'collector.db'}"
+    url = f"http://{args.host}:{args.port}"
+    state_path = data_dir / "demo.json"
+    env = {**os.environ, "DEXSCOPE_DATABASE_URL": db_url}
+
+    with console.status("Preparing the database…"):
+        subprocess.run(
+            _dexscope("collector", "migrate", "--database-url", db_url),
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        if state_path.exists():
+            state = json.loads(state_path.read_text())
+        else:
+            tenant = json.loads(
+                subprocess.run(
+                    _dexscope("admin", "create-tenant", "Demo", "--database-url", db_url, "--json"),
+                    check=True,
+                    env=env,
+                    capture_output=True,
+                ).stdout
+            )
+            password = secrets.token_urlsafe(12)
+            subprocess.run(
+                _dexscope(
+                    "admin",
+                    "create-user",
+                    "admin@demo.dexscope",
+                    "--role",
+                    "admin",
+                    "--database-url",
+                    db_url,
+                    "--password-stdin",
+                ),
+                input=(password + "\n").encode(),
+                check=True,
+                env=env,
+                stdout=subprocess.DEVNULL,
+            )
+            state = {
+                "tenant_id": tenant["tenant_id"],
+                "enrollment_token": tenant["enrollment_token"],
+                "email": "admin@demo.dexscope",
+                "password": password,
+            }
+            state_path.write_text(json.dumps(state))
+            state_path.chmod(0o600)
+
+    log_dir = data_dir / "logs"
+    log_dir.mkdir(exist_ok=True)
+    collector_log = (log_dir / "collector.log").open("ab")
+    agent_log = (log_dir / "agent.log").open("ab")
+    collector = subprocess.Popen(
+        _dexscope(
+            "collector",
+            "serve",
+            "--database-url",
+            db_url,
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+            "--no-migrate",
+            "--log-level",
+            "warning",
+        ),
+        env=env,
+        stdout=collector_log,
+        stderr=collector_log,
+    )
+    procs: list[subprocess.Popen[bytes]] = [collector]
+    try:
+        with console.status("Starting the collector…"):
+            _wait_ready(url, collector)
+        agent = subprocess.Popen(
+            _dexscope(
+                "agent",
+                "run",
+                "--server",
+                url,
+                "--enroll-token",
+                state["enrollment_token"],
+                "--state-dir",
+                str(data_dir / "agent"),
+            ),
+            env=env,
+            stdout=agent_log,
+            stderr=agent_log,
+        )
+        procs.append(agent)
+        console.print(f"[bold green]DexScope demo running[/] — dashboard: [link]{url}/[/link]")
+        console.print(
+            f"  sign in as [bold]{state['email']}[/] with password [bold]{state['password']}[/]"
+        )
+        console.print(f"  data and logs in {data_dir}; Ctrl-C stops everything.")
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        for p in procs:
+            if p.poll() is not None:
+                raise CliError(f"a demo process exited with code {p.returncode}; logs in {log_dir}")
+    except KeyboardInterrupt:
+        console.print("stopping…")
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        collector_log.close()
+        agent_log.close()
+    return 0

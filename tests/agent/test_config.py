@@ -1,0 +1,91 @@
+"""Layered, validated agent configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import ConfigLayers
+from agent.errors import AgentConfigError
+from agent.samplers import load_builtin_samplers
+
+KNOWN = frozenset(load_builtin_samplers())
+
+
+def layers(
+    tmp_path: Path, toml: str = "", env: dict[str, str] | None = None, **flags: object
+) -> ConfigLayers:
+    path = None
+    if toml:
+        path = tmp_path / "agent.toml"
+        path.write_text(toml)
+    return ConfigLayers.load(
+        flags={"state_dir": str(tmp_path), **flags},
+        config_file=path,
+        environ=env or {},
+        known_samplers=KNOWN,
+    )
+
+
+def test_defaults(tmp_path: Path) -> None:
+    config = layers(tmp_path).build()
+    assert config.upload.max_batch_events == 500
+    assert config.samplers["resource_sample"].interval_s == 60.0
+    assert config.state_dir == tmp_path.resolve()
+    assert config.ca_bundle is None
+
+
+def test_precedence_defaults_server_file_env_flags(tmp_path: Path) -> None:
+    toml = "server_url = 'https://file.example'\n[samplers.resource_sample]\ninterval_s = 30\n"
+    env = {"DEXSCOPE_SERVER_URL": "https://env.example/"}
+    server = {
+        "samplers": {"resource_sample": {"interval_s": 10}, "boot": {"interval_s": 900}},
+        "upload": {"max_batch_events": 100},
+        "config_version": 7,
+    }
+    config = layers(tmp_path, toml, env).build(server)
+    assert config.server_url == "https://env.example"
+    assert config.samplers["resource_sample"].interval_s == 30.0  # the local file pins it
+    assert config.samplers["boot"].interval_s == 900.0  # from the server
+    assert config.upload.max_batch_events == 100
+    assert config.server_config_version == 7
+    flagged = layers(tmp_path, toml, env, server_url="https://flag.example").build(server)
+    assert flagged.server_url == "https://flag.example"
+
+
+def test_unknown_server_sampler_is_ignored(tmp_path: Path) -> None:
+    config = layers(tmp_path).build({"samplers": {"quantum_probe": {"interval_s": 1}}})
+    assert "quantum_probe" not in config.samplers
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("colour = 'blue'", "unknown key colour"),
+        ("[upload]\nmax_batch_events = 0", "upload.max_batch_events must be between"),
+        ("[upload]\nmax_batch_event = 10", "unknown key upload.max_batch_event"),
+        ("[samplers.resource_sampel]\ninterval_s = 5", "unknown sampler samplers.resource_sampel"),
+        ("[samplers.boot]\nenabled = 'yes'", "samplers.boot.enabled must be true or false"),
+        ("server_url = 'ftp://x'", "server_url must start with https://"),
+        ("[upload]\nbackoff_base_s = 10\nbackoff_max_s = 1", "backoff_max_s must be at least"),
+        ("[spool]\nmax_age_days = 90", "spool.max_age_days must be between"),
+        ("not toml at all ===", "is not valid TOML"),
+    ],
+)
+def test_invalid_file_is_refused_with_the_key(tmp_path: Path, toml: str, message: str) -> None:
+    with pytest.raises(AgentConfigError, match=message):
+        layers(tmp_path, toml).build()
+
+
+def test_bad_server_config_raises_so_caller_keeps_previous(tmp_path: Path) -> None:
+    base = layers(tmp_path)
+    good = base.build()
+    with pytest.raises(AgentConfigError):
+        base.build({"upload": {"max_batch_events": -5}})
+    assert good.upload.max_batch_events == 500  # frozen: nothing was mutated
+
+
+def test_missing_state_dir(tmp_path: Path) -> None:
+    with pytest.raises(AgentConfigError, match="state_dir is required"):
+        ConfigLayers.load(flags={}, config_file=None, environ={}, known_samplers=KNOWN).build()

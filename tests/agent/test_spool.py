@@ -1,0 +1,125 @@
+"""The spool on a real SQLite file: crash safety, bounds, quarantine, counters."""
+
+from __future__ import annotations
+
+import json
+import stat
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent.spool import Spool
+
+
+def event(kind: str = "resource_sample", pad: int = 0) -> dict[str, Any]:
+    return {"event_id": uuid.uuid4(), "ts": datetime.now(UTC), "type": kind, "pad": "x" * pad}
+
+
+def test_batch_survives_a_crash_with_the_same_id(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    spool = Spool(path)
+    spool.append([event() for _ in range(5)])
+    first = spool.begin_batch(max_events=3, max_bytes=1 << 20)
+    assert first is not None and len(first) == 3
+    spool.close()  # the process dies before the collector answered
+
+    reopened = Spool(path)
+    again = reopened.begin_batch(max_events=3, max_bytes=1 << 20)
+    assert again is not None
+    assert again.batch_id == first.batch_id and again.events_json == first.events_json
+    reopened.accept(again.batch_id, "2026-11-22T00:00:00+00:00")
+    rest = reopened.begin_batch(max_events=10, max_bytes=1 << 20)
+    assert rest is not None and len(rest) == 2 and rest.batch_id != first.batch_id
+    reopened.accept(rest.batch_id, "2026-11-22T00:00:01+00:00")
+    assert reopened.begin_batch(10, 1 << 20) is None
+    stats = reopened.stats()
+    assert stats.events == 0
+    assert stats.counters["events_appended_total"] == 5
+    assert stats.counters["uploads_ok_total"] == 2
+    assert stats.last_upload_at == "2026-11-22T00:00:01+00:00"
+
+
+def test_events_are_json_with_utc_times(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    e = event()
+    spool.append([e])
+    batch = spool.begin_batch(1, 1 << 20)
+    assert batch is not None
+    decoded = json.loads(batch.events_json[0])
+    assert decoded["event_id"] == str(e["event_id"])
+    assert decoded["ts"].endswith("+00:00")
+
+
+def test_batch_bytes_bound_keeps_at_least_one_event(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    spool.append([event(pad=2000) for _ in range(3)])
+    batch = spool.begin_batch(max_events=100, max_bytes=100)
+    assert batch is not None and len(batch) == 1
+
+
+def test_cap_drops_oldest_bulk_first_never_critical(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", max_bytes=64 * 1024)
+    spool.append([event("app_crash", pad=1000) for _ in range(10)])
+    spool.append([event("resource_sample", pad=1000) for _ in range(100)])
+    stats = spool.stats()
+    assert stats.bytes <= 64 * 1024
+    assert stats.counters["dropped_events_total"] > 0
+    assert stats.counters["events_appended_total"] == 110
+    assert stats.events == 110 - stats.counters["dropped_events_total"]
+    batch = spool.begin_batch(max_events=1000, max_bytes=1 << 30)
+    assert batch is not None
+    kinds = [json.loads(e)["type"] for e in batch.events_json]
+    assert kinds.count("app_crash") == 10
+    assert kinds[:10] == ["app_crash"] * 10  # the crashes were the oldest and survived
+
+
+def test_critical_events_kept_even_over_the_cap(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", max_bytes=64 * 1024)
+    spool.append([event("survey_response", pad=1000) for _ in range(100)])
+    stats = spool.stats()
+    assert stats.events == 100 and stats.counters["dropped_events_total"] == 0
+
+
+def test_events_in_a_formed_batch_are_never_dropped(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", max_bytes=64 * 1024)
+    spool.append([event(pad=1000) for _ in range(20)])
+    batch = spool.begin_batch(20, 1 << 30)
+    assert batch is not None
+    spool.append([event(pad=1000) for _ in range(100)])
+    again = spool.begin_batch(20, 1 << 30)
+    assert again is not None and again.events_json == batch.events_json
+
+
+def test_expiry_counts_old_events(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    spool = Spool(tmp_path / "spool.db", max_age_days=1, clock=lambda: now[0])
+    spool.append([event() for _ in range(3)])
+    now[0] += 2 * 86400
+    spool.append([event()])
+    stats = spool.stats()
+    assert stats.events == 1 and stats.counters["expired_events_total"] == 3
+
+
+def test_reject_quarantines_and_counts(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    spool.append([event() for _ in range(4)])
+    batch = spool.begin_batch(4, 1 << 20)
+    assert batch is not None
+    spool.keep(batch.batch_id, "HTTP 503", "t1")
+    assert spool.begin_batch(4, 1 << 20).attempts == 1  # type: ignore[union-attr]
+    spool.reject(batch.batch_id, "HTTP 422: events[0].cpu_percent", "t2")
+    stats = spool.stats()
+    assert stats.events == 0
+    assert stats.counters["rejected_batches_total"] == 1
+    assert stats.counters["rejected_events_total"] == 4
+    assert stats.counters["upload_failures_total"] == 1
+    assert "events[0].cpu_percent" in (stats.last_error or "")
+    assert spool.quarantined() == [(batch.batch_id, "HTTP 422: events[0].cpu_percent", 4)]
+
+
+def test_files_are_owner_only(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    Spool(state / "spool.db")
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert stat.S_IMODE((state / "spool.db").stat().st_mode) == 0o600

@@ -221,10 +221,12 @@ def main() -> int:
         f"Python {platform.python_version()}"
     )
     table = Table(title=f"Ingest, one collector process, batches of {EVENTS_PER_BATCH} events")
-    for key in results[0]:
-        table.add_column(key)
+    table.add_column("figure")
     for row in results:
-        table.add_row(*(str(v) for v in row.values()))
+        table.add_column(str(row["backend"]), justify="right")
+    for key in results[0]:
+        if key != "backend":
+            table.add_row(key, *(str(row[key]) for row in results))
     console.print(table)
     console.print(machine)
     if args.json:

@@ -23,7 +23,6 @@ class CliError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
     import agent.cli
-
     import collector.cli
     import dexscope.demo
 

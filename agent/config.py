@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from agent.errors import AgentConfigError
+from dexscope.merge import deep_merge
 
 __all__ = [
     "DEFAULTS",
@@ -114,14 +115,6 @@ class AgentConfig:
     samplers: Mapping[str, SamplerSettings]
     config_refresh_s: float
     server_config_version: int | None = field(default=None)
-
-
-def _merge(into: dict[str, Any], over: Mapping[str, Any]) -> None:
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = copy.deepcopy(value)
 
 
 def _number(where: str, value: Any, *, minimum: float, maximum: float, integer: bool) -> Any:
@@ -285,9 +278,9 @@ class ConfigLayers:
         """Merge defaults < server < file < env < flags and validate."""
         merged: dict[str, Any] = copy.deepcopy(dict(DEFAULTS))
         if server:
-            _merge(merged, _server_layer(server, self.known_samplers))
+            deep_merge(merged, _server_layer(server, self.known_samplers))
         for layer in (self.file, self.env, self.flags):
-            _merge(merged, layer)
+            deep_merge(merged, layer)
         return _validate(merged, self.known_samplers)
 
 

@@ -99,7 +99,8 @@ class Uploader:
         self._clock = clock
         self._rng = rng or random.Random()
         self.backoff = Backoff(settings.backoff_base_s, settings.backoff_max_s, rng=self._rng)
-        self._age_limit = self._jittered_age()
+        # The first round goes out at once, so a new device shows up within seconds.
+        self._age_limit = 0.0
 
     def _jittered_age(self) -> float:
         jitter = self.settings.flush_jitter

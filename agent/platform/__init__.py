@@ -1,7 +1,7 @@
 """The one facade over the operating system (the only agent module importing psutil).
 
-OS-specific code sits in ``linux.py``, ``windows.py`` and ``darwin.py``; only the module of
-the running OS is imported.
+OS-specific code sits in backend modules (``linux.py``; ``generic.py`` for Windows and
+macOS until their own backends land); only the running OS's backend is imported.
 """
 
 from __future__ import annotations
@@ -19,10 +19,8 @@ import psutil
 
 if sys.platform.startswith("linux"):
     from agent.platform import linux as _backend
-elif sys.platform == "win32":  # pragma: no cover - exercised on Windows builds
-    from agent.platform import windows as _backend  # type: ignore[no-redef]
-elif sys.platform == "darwin":  # pragma: no cover - exercised on macOS builds
-    from agent.platform import darwin as _backend  # type: ignore[no-redef]
+elif sys.platform in ("win32", "darwin"):  # pragma: no cover - Windows and macOS builds
+    from agent.platform import generic as _backend  # type: ignore[no-redef]
 else:  # pragma: no cover
     raise ImportError(f"DexScope agent does not support {sys.platform}")
 

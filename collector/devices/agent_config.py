@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from dexscope.merge import deep_merge
+
 __all__ = ["DEFAULT_AGENT_CONFIG", "effective_agent_config"]
 
 DEFAULT_AGENT_CONFIG: dict[str, Any] = {
@@ -27,13 +29,5 @@ def effective_agent_config(tenant_override: dict[str, Any] | None) -> dict[str, 
     """Defaults deep-merged with a tenant's overrides (overrides win key by key)."""
     merged = copy.deepcopy(DEFAULT_AGENT_CONFIG)
     if tenant_override:
-        _merge(merged, tenant_override)
+        deep_merge(merged, tenant_override)
     return merged
-
-
-def _merge(into: dict[str, Any], over: dict[str, Any]) -> None:
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = copy.deepcopy(value)

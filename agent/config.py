@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -168,6 +169,21 @@ def _section(
     }
 
 
+_LOOPBACK = re.compile(r"^http://(localhost|127(\.\d{1,3}){3}|\[::1\])(:\d+)?(/.*)?$")
+
+
+def _check_server_url(url: str) -> str:
+    """HTTPS (verified) to any collector; plain HTTP only to this machine's loopback."""
+    if url.startswith("https://"):
+        return url.rstrip("/")
+    if _LOOPBACK.match(url):
+        return url.rstrip("/")
+    raise AgentConfigError(
+        "server_url must start with https:// (plain http:// is allowed only to loopback, "
+        "e.g. http://127.0.0.1:8080)"
+    )
+
+
 def _validate(merged: Mapping[str, Any], known_samplers: frozenset[str]) -> AgentConfig:
     unknown = set(merged) - _TOP_KEYS - {"config_version", "campaigns"}
     if unknown:
@@ -207,9 +223,7 @@ def _validate(merged: Mapping[str, Any], known_samplers: frozenset[str]) -> Agen
         tags[str(key)] = value
     server_url = _string("server_url", merged.get("server_url"))
     if server_url is not None:
-        if not server_url.startswith(("https://", "http://")):
-            raise AgentConfigError("server_url must start with https:// (or http:// on loopback)")
-        server_url = server_url.rstrip("/")
+        server_url = _check_server_url(server_url)
     state_dir = _string("state_dir", merged.get("state_dir"))
     if state_dir is None:
         raise AgentConfigError("state_dir is required (--state-dir or DEXSCOPE_STATE_DIR)")

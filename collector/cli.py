@@ -109,10 +109,9 @@ def open_database(database_url: str | None, *, migrate: bool = False) -> Engine:
             upgrade(engine)
         revision = current_revision(engine)
     except SQLAlchemyError as exc:
-        raise CliError(
-            f"cannot use database {_safe_url(url)}: {exc.__class__.__name__}: "
-            f"{str(exc.orig if hasattr(exc, 'orig') else exc).strip().splitlines()[0]}"
-        ) from exc
+        cause = getattr(exc, "orig", None) or exc
+        first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise CliError(f"cannot use database {_safe_url(url)}: {first_line}") from exc
     if revision != head_revision():
         raise CliError(
             f"database {_safe_url(url)} is at schema {revision}, this version needs "

@@ -68,6 +68,8 @@ def test_unknown_server_sampler_is_ignored(tmp_path: Path) -> None:
         ("[samplers.resource_sampel]\ninterval_s = 5", "unknown sampler samplers.resource_sampel"),
         ("[samplers.boot]\nenabled = 'yes'", "samplers.boot.enabled must be true or false"),
         ("server_url = 'ftp://x'", "server_url must start with https://"),
+        ("server_url = 'http://collector.corp'", "plain http:// is allowed only to loopback"),
+        ("server_url = 'http://127.0.0.1.evil.com'", "plain http:// is allowed only to loopback"),
         ("[upload]\nbackoff_base_s = 10\nbackoff_max_s = 1", "backoff_max_s must be at least"),
         ("[spool]\nmax_age_days = 90", "spool.max_age_days must be between"),
         ("not toml at all ===", "is not valid TOML"),
@@ -84,6 +86,14 @@ def test_bad_server_config_raises_so_caller_keeps_previous(tmp_path: Path) -> No
     with pytest.raises(AgentConfigError):
         base.build({"upload": {"max_batch_events": -5}})
     assert good.upload.max_batch_events == 500  # frozen: nothing was mutated
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://dex.example.com", "http://127.0.0.1:8080", "http://localhost", "http://[::1]:9"],
+)
+def test_accepted_server_urls(tmp_path: Path, url: str) -> None:
+    assert layers(tmp_path, server_url=url + "/").build().server_url == url
 
 
 def test_missing_state_dir(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "SamplerSettings",
     "SpoolSettings",
     "UploadSettings",
+    "default_environ",
 ]
 
 log = logging.getLogger(__name__)

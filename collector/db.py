@@ -24,6 +24,7 @@ __all__ = [
     "JSONType",
     "SessionDep",
     "UTCDateTime",
+    "get_session",
     "make_engine",
     "make_sessionmaker",
     "new_uuid",

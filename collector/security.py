@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 
 from argon2 import PasswordHasher
@@ -41,11 +40,6 @@ def hash_token(token: str) -> str:
     Passwords, which are low-entropy, use :func:`hash_password` instead.
     """
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def tokens_equal(a: str, b: str) -> bool:
-    """Constant-time comparison."""
-    return hmac.compare_digest(a, b)
 
 
 def hash_password(password: str) -> str:

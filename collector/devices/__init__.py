@@ -1,1 +1,3 @@
 """Devices: enrollment, device tokens, inventory and the agent's configuration."""
+
+__all__: list[str] = []

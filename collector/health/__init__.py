@@ -1,1 +1,3 @@
 """Liveness, readiness and Prometheus metrics endpoints."""
+
+__all__: list[str] = []

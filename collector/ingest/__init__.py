@@ -1,1 +1,3 @@
 """Ingest: validating, deduplicating and storing agents' batches whole or not at all."""
+
+__all__: list[str] = []

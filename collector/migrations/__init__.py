@@ -1,0 +1,3 @@
+"""Alembic migration scripts of the collector schema."""
+
+__all__: list[str] = []

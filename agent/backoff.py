@@ -9,16 +9,16 @@ from email.utils import parsedate_to_datetime
 
 __all__ = ["Backoff", "parse_retry_after"]
 
-_MAX_RETRY_AFTER_S = 3600.0
-
 
 class Backoff:
-    """When the next attempt may run.
+    """When the next upload attempt may run.
 
-    After the n-th consecutive failure the delay is drawn uniformly from
-    ``[base_s, min(max_s, base_s * 2**n)]`` (jitter spreads a fleet's retries after an
-    outage), but never shorter than a server's ``Retry-After``. A success resets it.
-    The clock and RNG are injected so tests control time.
+    After the n-th consecutive failure (n from 0) the delay is drawn uniformly from
+    ``[base_s, min(max_s, base_s * 2**n)]``: exponential growth to a cap, with full jitter
+    so a fleet coming back after an outage does not retry in lockstep. A server's
+    ``Retry-After`` is a floor: never earlier than the server asked (the collector is ours;
+    meanwhile sampling goes on into the bounded spool). :meth:`reset` on success. The clock and
+    the RNG are injected so tests control time and randomness.
     """
 
     def __init__(
@@ -47,17 +47,24 @@ class Backoff:
         return max(0.0, self.next_attempt_at - self._clock())
 
     def failure(self, retry_after_s: float | None = None) -> float:
-        """Record a failure; returns the delay chosen before the next attempt."""
-        ceiling = min(self.max_s, self.base_s * (2**self.failures))
+        """Record a failure; returns the delay chosen before the next attempt.
+
+        ``retry_after_s`` (the server's ``Retry-After``) is honoured as a minimum delay.
+        """
+        ceiling = min(self.max_s, self.base_s * 2.0 ** min(self.failures, 60))
         delay = self._rng.uniform(self.base_s, ceiling)
         if retry_after_s is not None:
-            delay = max(delay, min(retry_after_s, _MAX_RETRY_AFTER_S))
+            delay = max(delay, retry_after_s)
         self.failures += 1
         self.next_attempt_at = self._clock() + delay
         return delay
 
-    def success(self) -> None:
-        """Record a success: the next attempt may run at once."""
+    def retry_after(self, seconds: float) -> float:
+        """Record a failure the server answered with ``Retry-After: seconds``."""
+        return self.failure(retry_after_s=seconds)
+
+    def reset(self) -> None:
+        """Record a success: the next attempt may run at once, growth starts over."""
         self.failures = 0
         self.next_attempt_at = 0.0
 

@@ -1,9 +1,16 @@
-"""``dexscope agent run|status`` argument parsing (handlers import the agent lazily)."""
+"""``dexscope agent run|status``: argument parsing; the handlers import the agent lazily.
+
+Exit codes of ``run``: 0 done (or stopped by SIGTERM/SIGINT; with ``--once`` also when the
+collector was unreachable after enrollment: the data stays spooled), 2 enrollment refused or
+bad input, 3 collector unreachable at first enrollment. ``status``: 0, or 2 when the state
+directory holds no identity.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -24,8 +31,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_run)
 
     p = sub.add_parser("status", help="device id, spool depth, last upload and error")
-    p.add_argument("--state-dir", type=Path, required=True)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--state-dir", type=Path, help="the agent's state dir (or DEXSCOPE_STATE_DIR)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_status)
 
 
@@ -42,7 +49,7 @@ def _tags(pairs: list[str]) -> dict[str, str] | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from agent.errors import AgentConfigError, CollectorUnreachable, EnrollmentRefused
+    from agent.errors import AgentConfigError, CollectorUnreachable, EnrollmentRefused, NotEnrolled
     from agent.main import run_agent
     from dexscope.cli import CliError
 
@@ -67,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
     except CollectorUnreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    except AgentConfigError as exc:
+    except (AgentConfigError, NotEnrolled) as exc:
         raise CliError(str(exc)) from exc
 
 
@@ -76,8 +83,13 @@ def _status(args: argparse.Namespace) -> int:
     from agent.main import print_status
     from dexscope.cli import CliError
 
+    state_dir = args.state_dir or (
+        Path(os.environ["DEXSCOPE_STATE_DIR"]) if os.environ.get("DEXSCOPE_STATE_DIR") else None
+    )
+    if state_dir is None:
+        raise CliError("--state-dir (or DEXSCOPE_STATE_DIR) is required")
     try:
-        print_status(args.state_dir, args.json)
+        print_status(state_dir, args.json)
     except NotEnrolled as exc:
         raise CliError(str(exc)) from exc
     return 0

@@ -34,6 +34,7 @@ __all__ = [
     "SpoolSettings",
     "UploadSettings",
     "default_environ",
+    "server_layer",
 ]
 
 log = logging.getLogger(__name__)
@@ -104,10 +105,14 @@ class SpoolSettings:
 
 @dataclass(frozen=True)
 class AgentConfig:
-    """The validated configuration the agent runs with."""
+    """The validated configuration the agent runs with (immutable: a reload builds anew).
+
+    ``ca_bundle`` None means the system's trust store; TLS verification is always on.
+    ``enroll_token`` is a secret and stays out of ``repr``.
+    """
 
     server_url: str | None
-    enroll_token: str | None
+    enroll_token: str | None = field(repr=False)
     state_dir: Path
     persona_hint: str | None
     ca_bundle: Path | None
@@ -116,7 +121,7 @@ class AgentConfig:
     spool: SpoolSettings
     samplers: Mapping[str, SamplerSettings]
     config_refresh_s: float
-    server_config_version: int | None = field(default=None)
+    server_config_version: int | None = None
 
 
 def _number(where: str, value: Any, *, minimum: float, maximum: float, integer: bool) -> Any:
@@ -229,13 +234,15 @@ def _validate(merged: Mapping[str, Any], known_samplers: frozenset[str]) -> Agen
     if state_dir is None:
         raise AgentConfigError("state_dir is required (--state-dir or DEXSCOPE_STATE_DIR)")
     ca_bundle = _string("ca_bundle", merged.get("ca_bundle"))
+    if ca_bundle is not None and not Path(ca_bundle).expanduser().is_file():
+        raise AgentConfigError(f"ca_bundle {ca_bundle} is not a readable file")
     version = merged.get("config_version")
     return AgentConfig(
         server_url=server_url,
         enroll_token=_string("enroll_token", merged.get("enroll_token")),
         state_dir=Path(state_dir).expanduser().resolve(),
         persona_hint=_string("persona_hint", merged.get("persona_hint")),
-        ca_bundle=Path(ca_bundle) if ca_bundle else None,
+        ca_bundle=Path(ca_bundle).expanduser() if ca_bundle else None,
         tags=MappingProxyType(tags),
         upload=upload,
         spool=spool,
@@ -277,6 +284,9 @@ class ConfigLayers:
                 raise AgentConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
             except tomllib.TOMLDecodeError as exc:
                 raise AgentConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+            unknown = set(file_layer) - _TOP_KEYS
+            if unknown:
+                raise AgentConfigError(f"unknown key {sorted(unknown)[0]} in {path}")
         env_layer = {
             key: environ[var]
             for key, var in (
@@ -290,36 +300,61 @@ class ConfigLayers:
         return cls(file_layer, env_layer, flag_layer, known_samplers)
 
     def build(self, server: Mapping[str, Any] | None = None) -> AgentConfig:
-        """Merge defaults < server < file < env < flags and validate."""
+        """Merge defaults < server < file < env < flags and validate into a new config.
+
+        A bad value in the server's configuration raises :class:`AgentConfigError` whose
+        message starts with ``collector configuration:`` (the caller keeps its previous
+        config); unknown sampler or upload names from a newer server are ignored, logged.
+        """
         merged: dict[str, Any] = copy.deepcopy(dict(DEFAULTS))
         if server:
-            deep_merge(merged, _server_layer(server, self.known_samplers))
-        for layer in (self.file, self.env, self.flags):
+            layer = server_layer(server, self.known_samplers)
+            alone = copy.deepcopy(dict(DEFAULTS))
+            deep_merge(alone, layer)
+            alone["state_dir"] = "."
+            try:
+                _validate(alone, self.known_samplers)
+            except AgentConfigError as exc:
+                raise AgentConfigError(f"collector configuration: {exc}") from exc
             deep_merge(merged, layer)
+        for local in (self.file, self.env, self.flags):
+            deep_merge(merged, local)
         return _validate(merged, self.known_samplers)
 
 
-def _server_layer(server: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
-    """The parts of a server configuration the agent takes (unknown samplers ignored)."""
+_SERVER_UPLOAD_KEYS = ("max_batch_events", "max_batch_age_s", "max_batch_bytes")
+
+
+def server_layer(server: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    """The parts of a collector configuration the agent takes, as a config layer.
+
+    Format: ``{"config_version": int, "samplers": {name: {"enabled", "interval_s"}},
+    "upload": {"max_batch_events", "max_batch_age_s", "max_batch_bytes"}, "campaigns": []}``.
+    Sampler and upload names this agent does not know are ignored with a warning (a newer
+    collector); a wrong shape raises :class:`AgentConfigError`.
+    """
     layer: dict[str, Any] = {}
-    samplers = server.get("samplers")
-    if isinstance(samplers, Mapping):
-        taken = {}
-        for name, value in samplers.items():
-            if name in known:
-                taken[name] = value
-            else:
-                log.warning("server configures sampler %r, which this agent lacks; ignored", name)
-        layer["samplers"] = taken
-    upload = server.get("upload")
-    if isinstance(upload, Mapping):
-        layer["upload"] = {
-            k: v
-            for k, v in upload.items()
-            if k in ("max_batch_events", "max_batch_age_s", "max_batch_bytes")
-        }
-    if isinstance(server.get("config_version"), int):
-        layer["config_version"] = server["config_version"]
+    samplers = server.get("samplers", {})
+    if not isinstance(samplers, Mapping):
+        raise AgentConfigError("collector configuration: samplers must be an object")
+    taken: dict[str, Any] = {}
+    for name, value in samplers.items():
+        if name in known:
+            taken[name] = value
+        else:
+            log.warning("collector configures sampler %r, which this agent lacks; ignored", name)
+    layer["samplers"] = taken
+    upload = server.get("upload", {})
+    if not isinstance(upload, Mapping):
+        raise AgentConfigError("collector configuration: upload must be an object")
+    for key in sorted(set(upload) - set(_SERVER_UPLOAD_KEYS)):
+        log.warning("collector sets upload.%s, which this agent lacks; ignored", key)
+    layer["upload"] = {k: v for k, v in upload.items() if k in _SERVER_UPLOAD_KEYS}
+    version = server.get("config_version")
+    if version is not None:
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise AgentConfigError("collector configuration: config_version must be an integer")
+        layer["config_version"] = version
     return layer
 
 

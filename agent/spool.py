@@ -19,31 +19,51 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from agent.jsonutil import dumps
+from agent.jsonutil import dumps, utc_iso
 
-__all__ = ["CRITICAL_TYPES", "Spool", "SpoolBatch", "SpoolStats"]
+__all__ = [
+    "BULK_TYPES",
+    "COUNTERS",
+    "CRITICAL_TYPES",
+    "Pending",
+    "Spool",
+    "SpoolBatch",
+    "SpoolStats",
+    "read_stats",
+]
 
 CRITICAL_TYPES = frozenset(
     {"app_crash", "system_crash", "survey_response", "software_change", "boot", "logon"}
 )
 """Event types the spool never drops to make room."""
 
-_COUNTERS = (
+BULK_TYPES = frozenset({"resource_sample", "app_resource", "agent_health", "probe"})
+"""Periodic samples: the first to go (oldest first) when the spool is over its byte bound.
+
+Types in neither set (``app_hang``) are not critical either and are dropped after bulk."""
+
+COUNTERS = (
     "events_appended_total",
     "dropped_events_total",
     "expired_events_total",
     "rejected_batches_total",
     "rejected_events_total",
+    "quarantine_evicted_batches_total",
     "uploads_ok_total",
     "upload_failures_total",
 )
+"""The persistent counters every spool keeps (all start at 0)."""
+
 _QUARANTINE_MAX_BYTES = 8 * 1024 * 1024
+"""Default bound of the quarantine; past it the oldest quarantined batch goes (counted)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -51,6 +71,7 @@ CREATE TABLE IF NOT EXISTS events (
     event_id TEXT NOT NULL,
     type TEXT NOT NULL,
     critical INTEGER NOT NULL,
+    bulk INTEGER NOT NULL DEFAULT 1,
     created REAL NOT NULL,
     body TEXT NOT NULL,
     size INTEGER NOT NULL,
@@ -87,6 +108,16 @@ class SpoolBatch:
 
 
 @dataclass(frozen=True)
+class Pending:
+    """What waits to be sent: events (in a batch or not), their bytes, the oldest's age."""
+
+    events: int
+    bytes: int
+    unbatched_bytes: int
+    oldest_created: float | None
+
+
+@dataclass(frozen=True)
 class SpoolStats:
     """Depth and counters of the spool (what ``agent status`` shows)."""
 
@@ -98,9 +129,33 @@ class SpoolStats:
     last_error: str | None
     last_error_at: str | None
 
+    @property
+    def events_appended_total(self) -> int:
+        """Events ever appended (incremented in the same transaction as each append)."""
+        return self.counters["events_appended_total"]
+
+    @property
+    def dropped_events_total(self) -> int:
+        """Bulk events dropped because the spool was over ``max_bytes``."""
+        return self.counters["dropped_events_total"]
+
+    @property
+    def expired_events_total(self) -> int:
+        """Events dropped because they were older than ``max_age_days``."""
+        return self.counters["expired_events_total"]
+
+    @property
+    def rejected_batches(self) -> int:
+        """Batches the collector refused for good (moved to the quarantine)."""
+        return self.counters["rejected_batches_total"]
+
 
 class Spool:
-    """The durable event queue of one agent (thread-safe; one writer connection)."""
+    """The durable event queue of one agent (thread-safe; one writer connection).
+
+    ``clock`` (wall-clock seconds) is injected so tests control expiry; the uploader thread
+    and the sampling thread share one instance.
+    """
 
     def __init__(
         self,
@@ -108,10 +163,12 @@ class Spool:
         *,
         max_bytes: int = 64 * 1024 * 1024,
         max_age_days: float = 30.0,
-        clock: Any = time.time,
+        quarantine_max_bytes: int = _QUARANTINE_MAX_BYTES,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        self.quarantine_max_bytes = quarantine_max_bytes
         self.max_age_s = max_age_days * 86400
         self._clock = clock
         self._lock = threading.Lock()
@@ -122,11 +179,17 @@ class Spool:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(events)")}
+        if "bulk" not in columns:  # a spool written by an earlier build
+            self._db.execute("ALTER TABLE events ADD COLUMN bulk INTEGER NOT NULL DEFAULT 1")
 
     def close(self) -> None:
         """Close the database connection."""
         with self._lock:
             self._db.close()
+
+    def _now_iso(self) -> str:
+        return utc_iso(datetime.fromtimestamp(self._clock(), UTC))
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -155,33 +218,53 @@ class Spool:
             (key, value),
         )
 
-    def append(self, events: Iterable[Mapping[str, Any]]) -> int:
-        """Store events durably (one transaction), then enforce the bounds; returns the count."""
+    def append(
+        self, events: Iterable[Mapping[str, Any]], *, marks: Mapping[str, str] | None = None
+    ) -> int:
+        """Store events durably in one transaction, then enforce the bounds; returns the count.
+
+        ``marks`` are small persistent values (e.g. "this boot was reported") written in the
+        same transaction, so a crash can neither lose the events nor report them twice.
+        ``events_appended_total`` grows in that transaction too.
+        """
         now = self._clock()
         rows = []
         for event in events:
             body = dumps(event)
+            kind = str(event["type"])
             rows.append(
                 (
                     str(event["event_id"]),
-                    str(event["type"]),
-                    int(event["type"] in CRITICAL_TYPES),
+                    kind,
+                    int(kind in CRITICAL_TYPES),
+                    int(kind in BULK_TYPES),
                     now,
                     body,
                     len(body.encode()),
                 )
             )
-        if not rows:
+        if not rows and not marks:
             return 0
         with self._tx() as db:
-            db.executemany(
-                "INSERT INTO events (event_id, type, critical, created, body, size) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            self._bump(db, "events_appended_total", len(rows))
-            self._enforce_bounds(db, now)
+            if rows:
+                db.executemany(
+                    "INSERT INTO events (event_id, type, critical, bulk, created, body, size) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                self._bump(db, "events_appended_total", len(rows))
+            for key, value in (marks or {}).items():
+                self._set(db, f"mark:{key}", value)
+            if rows:
+                self._enforce_bounds(db, now)
         return len(rows)
+
+    def mark(self, key: str) -> str | None:
+        """A value stored with ``append(..., marks=...)``, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (f"mark:{key}",))
+            found = row.fetchone()
+        return None if found is None else str(found[0])
 
     def _enforce_bounds(self, db: sqlite3.Connection, now: float) -> None:
         expired = db.execute(
@@ -195,8 +278,11 @@ class Spool:
         excess = total - self.max_bytes
         victims: list[int] = []
         freed = 0
+        # Oldest bulk samples first, then other non-critical events; never critical ones,
+        # never events already in a formed batch (it must be re-sent identical).
         for seq, size in db.execute(
-            "SELECT seq, size FROM events WHERE critical = 0 AND batch_id IS NULL ORDER BY seq"
+            "SELECT seq, size FROM events WHERE critical = 0 AND batch_id IS NULL "
+            "ORDER BY bulk DESC, seq"
         ):
             if freed >= excess:
                 break
@@ -206,14 +292,24 @@ class Spool:
             db.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in victims])
             self._bump(db, "dropped_events_total", len(victims))
 
-    def pending(self) -> tuple[int, float | None]:
-        """How many events wait (in a batch or not), and when the oldest was appended."""
+    def pending(self) -> Pending:
+        """What waits to be sent (the uploader's flush decision reads this)."""
         with self._lock:
-            count, oldest = self._db.execute("SELECT COUNT(*), MIN(created) FROM events").fetchone()
-        return int(count), oldest
+            count, size, loose, oldest = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0), "
+                "COALESCE(SUM(CASE WHEN batch_id IS NULL THEN size ELSE 0 END), 0), "
+                "MIN(created) FROM events"
+            ).fetchone()
+        return Pending(int(count), int(size), int(loose), oldest)
 
     def begin_batch(self, max_events: int, max_bytes: int) -> SpoolBatch | None:
-        """The next batch to send: an unacknowledged one first, else a new one (or None)."""
+        """The next batch to send, or None when the spool is empty.
+
+        The oldest batch already formed but not acknowledged comes first (a retry, also after
+        a crash, re-sends the same ``batch_id`` with the same events); otherwise the oldest
+        unassigned events (at most ``max_events``, at most ``max_bytes`` of JSON but always
+        at least one event) are assigned to a new batch id in one transaction.
+        """
         with self._tx() as db:
             row = db.execute(
                 "SELECT batch_id, attempts FROM batches ORDER BY created, rowid LIMIT 1"
@@ -249,16 +345,16 @@ class Spool:
             ).fetchall()
             return SpoolBatch(batch_id, tuple(b[0] for b in bodies), 0)
 
-    def accept(self, batch_id: str, uploaded_at: str) -> None:
-        """The collector stored (or already had) the batch: forget it."""
+    def accept(self, batch_id: str) -> None:
+        """The collector stored (or already had) the batch: delete its events, count it."""
         with self._tx() as db:
             db.execute("DELETE FROM events WHERE batch_id = ?", (batch_id,))
             db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
             self._bump(db, "uploads_ok_total")
-            self._set(db, "last_upload_at", uploaded_at)
+            self._set(db, "last_upload_at", self._now_iso())
 
-    def keep(self, batch_id: str, error: str, at: str) -> None:
-        """The upload failed in a way worth retrying: keep the batch as it is."""
+    def keep(self, batch_id: str, error: str) -> None:
+        """The upload failed in a way worth retrying: keep the batch as it is, count it."""
         with self._tx() as db:
             db.execute(
                 "UPDATE batches SET attempts = attempts + 1, last_error = ? WHERE batch_id = ?",
@@ -266,16 +362,20 @@ class Spool:
             )
             self._bump(db, "upload_failures_total")
             self._set(db, "last_error", error[:500])
-            self._set(db, "last_error_at", at)
+            self._set(db, "last_error_at", self._now_iso())
 
-    def note_error(self, error: str, at: str) -> None:
-        """Record an error that is not tied to a batch (e.g. config fetch failed)."""
+    def note_error(self, error: str) -> None:
+        """Record an error that is not tied to a batch (e.g. the config fetch failed)."""
         with self._tx() as db:
             self._set(db, "last_error", error[:500])
-            self._set(db, "last_error_at", at)
+            self._set(db, "last_error_at", self._now_iso())
 
-    def reject(self, batch_id: str, reason: str, at: str) -> None:
-        """The collector refused the batch for good: move it to the quarantine (kept, counted)."""
+    def reject(self, batch_id: str, reason: str) -> None:
+        """The collector refused the batch for good: move it to the quarantine.
+
+        Quarantined batches are kept (with the reason) and counted, never silently deleted;
+        the quarantine is capped, and a batch evicted by that cap is counted too.
+        """
         with self._tx() as db:
             bodies = [
                 b[0]
@@ -293,19 +393,18 @@ class Spool:
             self._bump(db, "rejected_batches_total")
             self._bump(db, "rejected_events_total", len(bodies))
             self._set(db, "last_error", f"batch rejected: {reason}"[:500])
-            self._set(db, "last_error_at", at)
-            while (
-                int(
-                    db.execute("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM quarantine").fetchone()[
-                        0
-                    ]
-                )
-                > _QUARANTINE_MAX_BYTES
-            ):
+            self._set(db, "last_error_at", self._now_iso())
+            while True:
+                (size, count) = db.execute(
+                    "SELECT COALESCE(SUM(LENGTH(body)), 0), COUNT(*) FROM quarantine"
+                ).fetchone()
+                if int(size) <= self.quarantine_max_bytes or int(count) <= 1:
+                    break
                 db.execute(
                     "DELETE FROM quarantine WHERE batch_id = "
-                    "(SELECT batch_id FROM quarantine ORDER BY rejected_at LIMIT 1)"
+                    "(SELECT batch_id FROM quarantine ORDER BY rejected_at, rowid LIMIT 1)"
                 )
+                self._bump(db, "quarantine_evicted_batches_total")
 
     def quarantined(self) -> list[tuple[str, str, int]]:
         """(batch id, reason, event count) of each quarantined batch, oldest first."""
@@ -313,23 +412,36 @@ class Spool:
             return [
                 (r[0], r[1], int(r[2]))
                 for r in self._db.execute(
-                    "SELECT batch_id, reason, events FROM quarantine ORDER BY rejected_at"
+                    "SELECT batch_id, reason, events FROM quarantine ORDER BY rejected_at, rowid"
                 )
             ]
 
     def stats(self) -> SpoolStats:
         """Current depth and counters."""
         with self._lock:
-            count, size, oldest = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created) FROM events"
-            ).fetchone()
-            meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        return SpoolStats(
-            events=int(count),
-            bytes=int(size),
-            oldest_created=oldest,
-            counters={k: int(meta.get(k, 0)) for k in _COUNTERS},
-            last_upload_at=meta.get("last_upload_at"),
-            last_error=meta.get("last_error"),
-            last_error_at=meta.get("last_error_at"),
-        )
+            return _read_stats(self._db)
+
+
+def _read_stats(db: sqlite3.Connection) -> SpoolStats:
+    count, size, oldest = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created) FROM events"
+    ).fetchone()
+    meta = dict(db.execute("SELECT key, value FROM meta WHERE key NOT LIKE 'mark:%'").fetchall())
+    return SpoolStats(
+        events=int(count),
+        bytes=int(size),
+        oldest_created=oldest,
+        counters=MappingProxyType({k: int(meta.get(k, 0)) for k in COUNTERS}),
+        last_upload_at=meta.get("last_upload_at"),
+        last_error=meta.get("last_error"),
+        last_error_at=meta.get("last_error_at"),
+    )
+
+
+def read_stats(path: Path) -> SpoolStats:
+    """The stats of a spool file, opened read-only (safe while the agent writes: WAL)."""
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        return _read_stats(db)
+    finally:
+        db.close()

@@ -9,14 +9,15 @@ from pathlib import Path
 
 from agent.errors import NotEnrolled
 
-__all__ = ["Identity", "ensure_state_dir", "load_identity", "save_identity"]
+__all__ = ["IDENTITY_FILE", "Identity", "ensure_state_dir", "load_identity", "save_identity"]
 
 IDENTITY_FILE = "identity.json"
+"""The identity's file name inside the state directory."""
 
 
 @dataclass(frozen=True)
 class Identity:
-    """Who this device is for the collector (the token is a secret)."""
+    """Who this device is for the collector (the token is a secret: kept out of ``repr``)."""
 
     device_id: str
     device_token: str
@@ -24,6 +25,7 @@ class Identity:
     enrolled_at: str
 
     def __repr__(self) -> str:
+        """The identity without its token (safe to log)."""
         return f"Identity(device_id={self.device_id!r}, server_url={self.server_url!r})"
 
 
@@ -42,7 +44,10 @@ def load_identity(state_dir: Path) -> Identity | None:
         return None
     except (OSError, ValueError) as exc:
         raise NotEnrolled(f"{state_dir / IDENTITY_FILE} is unreadable: {exc}") from exc
-    return Identity(**{k: str(data[k]) for k in Identity.__dataclass_fields__})
+    fields = Identity.__dataclass_fields__
+    if not isinstance(data, dict) or any(not isinstance(data.get(k), str) for k in fields):
+        raise NotEnrolled(f"{state_dir / IDENTITY_FILE} is incomplete; enroll again")
+    return Identity(**{k: data[k] for k in fields})
 
 
 def save_identity(state_dir: Path, identity: Identity) -> None:

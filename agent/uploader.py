@@ -1,8 +1,13 @@
-"""The uploader: drains the spool to ``POST /api/v1/ingest`` in gzip batches.
+"""The uploader: drains the spool to ``POST {server}/api/v1/ingest`` in gzip batches.
 
-Flushes when a full batch is waiting or the oldest waiting event is older than
-``max_batch_age_s`` (with jitter). What to do with each answer is decided by the pure
-function :func:`decide`; retries wait on a :class:`agent.backoff.Backoff`.
+A batch is the JSON of a :class:`dexscope.wire.Batch` (``batch_id``, ``device_id``,
+``agent_version``, ``schema_version: 1``, ``sent_at`` = now, ``events``), gzip-compressed,
+sent with ``Content-Encoding: gzip`` and ``Authorization: Bearer <device token>``. It flushes
+when a full batch waits (``max_batch_events`` or ``max_batch_bytes``) or the oldest waiting
+event is older than ``max_batch_age_s`` (± ``flush_jitter``). What to do with each answer is
+decided by the pure function :func:`decide`; retries wait on a :class:`agent.backoff.Backoff`.
+Outcomes are counted in the spool's meta table (uploads, failures, last upload, last error)
+so ``dexscope agent status`` can read them from another process.
 """
 
 from __future__ import annotations
@@ -26,19 +31,19 @@ from agent.state import Identity
 from dexscope import __version__
 from dexscope.wire import SCHEMA_VERSION
 
-__all__ = ["Accept", "Reject", "Retry", "Uploader", "decide"]
+__all__ = ["Accept", "Decision", "Reject", "Retry", "Uploader", "decide"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Accept:
-    """The collector has the batch (stored now or before)."""
+    """The collector has the batch (stored now, or a replay it already had)."""
 
 
 @dataclass(frozen=True)
 class Retry:
-    """Keep the batch and try again later (not before ``after_s`` if given)."""
+    """Keep the batch and send it again later, not before ``after_s`` if the server said."""
 
     reason: str
     after_s: float | None = None
@@ -46,31 +51,46 @@ class Retry:
 
 @dataclass(frozen=True)
 class Reject:
-    """The collector will never take this batch: quarantine it."""
+    """The collector will never take this batch as it is: quarantine it (kept, counted)."""
 
     reason: str
 
 
 Decision = Accept | Retry | Reject
+"""What :func:`decide` answers."""
+
+_REJECTED = frozenset({400, 409, 413, 422})
+"""Answers about the batch's own content: sending the same bytes again cannot succeed."""
 
 
-def decide(status: int, headers: Mapping[str, str], message: str = "") -> Decision:
-    """What to do with a batch given the collector's answer.
+def decide(status_code: int, headers: Mapping[str, str], message: str = "") -> Decision:
+    """What to do with a batch given the collector's answer (``message``: its error text).
 
-    200: accept (a duplicate is a success). 409/413/422 (and other 4xx): reject — sending
-    the same bytes again cannot succeed — keeping the batch in the quarantine. 401/403: keep
-    (the token may be fixed by an administrator; data is never thrown away for it).
-    408/429/5xx: keep, honouring ``Retry-After``.
+    - 2xx: accept (``duplicate: true`` is a success too);
+    - 400, 409, 413, 422 (malformed, batch id reused with other events, too large, not valid
+      wire v1): reject to the quarantine with the server's message (413 cannot happen within
+      our bounds; still handled);
+    - 401, 403: keep, "device token refused" (an administrator may fix it; data is never
+      deleted for it);
+    - 429, 503 and any other answer (5xx, a proxy's 404…): keep and back off, honouring
+      ``Retry-After``.
     """
-    text = f"HTTP {status}: {message}" if message else f"HTTP {status}"
-    if 200 <= status < 300:
+    text = f"HTTP {status_code}: {message}" if message else f"HTTP {status_code}"
+    if 200 <= status_code < 300:
         return Accept()
-    retry_after = parse_retry_after(headers.get("retry-after"))
-    if status in (401, 403):
+    if status_code in _REJECTED:
+        return Reject(text)
+    retry_after = parse_retry_after(_header(headers, "retry-after"))
+    if status_code in (401, 403):
         return Retry(f"device token refused ({text})", retry_after)
-    if status in (408, 429) or status >= 500:
-        return Retry(text, retry_after)
-    return Reject(text)
+    return Retry(text, retry_after)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:  # a plain dict is case-sensitive; httpx.Headers is not
+        value = next((v for k, v in headers.items() if k.lower() == name), None)
+    return value
 
 
 def _now_iso() -> str:
@@ -78,7 +98,12 @@ def _now_iso() -> str:
 
 
 class Uploader:
-    """Sends spooled batches for one enrolled device."""
+    """Sends the spooled batches of one enrolled device.
+
+    Runs in its own thread in ``agent run`` (so a slow or hanging collector never blocks
+    sampling). ``clock`` is wall-clock seconds (the spool's ``created`` times); ``rng``
+    draws the flush jitter and the backoff jitter.
+    """
 
     def __init__(
         self,
@@ -92,7 +117,7 @@ class Uploader:
         rng: random.Random | None = None,
     ) -> None:
         self.identity = identity
-        self.server_url = server_url
+        self.server_url = server_url.rstrip("/")
         self.spool = spool
         self.settings = settings
         self.client = client
@@ -102,20 +127,31 @@ class Uploader:
         # The first round goes out at once, so a new device shows up within seconds.
         self._age_limit = 0.0
 
+    def update_settings(self, settings: UploadSettings) -> None:
+        """Use new upload settings (a new configuration); the retry state carries over."""
+        self.settings = settings
+        self.backoff.base_s = settings.backoff_base_s
+        self.backoff.max_s = settings.backoff_max_s
+        self._age_limit = min(self._age_limit, self._jittered_age())
+
     def _jittered_age(self) -> float:
         jitter = self.settings.flush_jitter
         return self.settings.max_batch_age_s * self._rng.uniform(1 - jitter, 1 + jitter)
 
     def due(self) -> bool:
-        """Whether a batch should be sent now (full, or its oldest event old enough)."""
-        count, oldest = self.spool.pending()
-        if count == 0:
+        """Whether a batch should go now: a full one waits, or the oldest event is old enough."""
+        pending = self.spool.pending()
+        if pending.events == 0:
             return False
-        if count >= self.settings.max_batch_events:
+        if pending.events >= self.settings.max_batch_events:
             return True
+        if pending.unbatched_bytes >= self.settings.max_batch_bytes:
+            return True
+        oldest = pending.oldest_created
         return oldest is not None and self._clock() - oldest >= self._age_limit
 
-    def _body(self, batch: SpoolBatch) -> bytes:
+    def body(self, batch: SpoolBatch) -> bytes:
+        """The gzip-compressed JSON of a :class:`dexscope.wire.Batch` for ``batch``."""
         head = dumps(
             {
                 "batch_id": batch.batch_id,
@@ -125,6 +161,7 @@ class Uploader:
                 "sent_at": _now_iso(),
             }
         )
+        # The events are already JSON text in the spool: splice them in as they are.
         text = head[:-1] + ',"events":[' + ",".join(batch.events_json) + "]}"
         return gzip.compress(text.encode(), compresslevel=6)
 
@@ -138,7 +175,7 @@ class Uploader:
         try:
             response = self.client.post(
                 f"{self.server_url}/api/v1/ingest",
-                content=self._body(batch),
+                content=self.body(batch),
                 headers={
                     "Authorization": f"Bearer {self.identity.device_token}",
                     "Content-Type": "application/json",
@@ -148,23 +185,42 @@ class Uploader:
         except httpx.HTTPError as exc:
             decision: Decision = Retry(f"cannot reach {self.server_url}: {type(exc).__name__}")
         else:
-            message = "" if response.status_code == 200 else server_error_message(response)
+            ok = 200 <= response.status_code < 300
+            message = "" if ok else server_error_message(response)
             decision = decide(response.status_code, response.headers, message)
+            if ok:
+                self._log_accepted(batch, response)
         if isinstance(decision, Accept):
-            self.spool.accept(batch.batch_id, _now_iso())
-            self.backoff.success()
+            self.spool.accept(batch.batch_id)
+            self.backoff.reset()
             self._age_limit = self._jittered_age()
         elif isinstance(decision, Retry):
-            self.spool.keep(batch.batch_id, decision.reason, _now_iso())
+            self.spool.keep(batch.batch_id, decision.reason)
             delay = self.backoff.failure(decision.after_s)
             log.warning("upload failed (%s); retrying in %.1f s", decision.reason, delay)
         else:
-            self.spool.reject(batch.batch_id, decision.reason, _now_iso())
+            self.spool.reject(batch.batch_id, decision.reason)
             log.error("batch %s rejected and quarantined: %s", batch.batch_id, decision.reason)
         return decision
 
-    def drain(self) -> tuple[int, Decision | None]:
-        """Send batches until the spool is empty or an attempt fails; (sent, last failure)."""
+    @staticmethod
+    def _log_accepted(batch: SpoolBatch, response: httpx.Response) -> None:
+        try:
+            answer = response.json()
+            duplicate, accepted = bool(answer["duplicate"]), int(answer["accepted"])
+        except (ValueError, KeyError, TypeError):
+            log.info("batch %s accepted (%d events)", batch.batch_id, len(batch))
+            return
+        if duplicate:
+            log.info("batch %s was already stored (a replay): done", batch.batch_id)
+        else:
+            log.debug("batch %s stored: %d events", batch.batch_id, accepted)
+
+    def drain(self) -> tuple[int, Retry | None]:
+        """Send batches until the spool is empty or an attempt fails: (batches sent, failure).
+
+        Rejected batches are quarantined and the drain goes on; ``agent run --once`` uses it.
+        """
         sent = 0
         while True:
             decision = self.send_one()
@@ -172,7 +228,8 @@ class Uploader:
                 return sent, None
             if isinstance(decision, Retry):
                 return sent, decision
-            sent += 1
+            if isinstance(decision, Accept):
+                sent += 1
 
     def step(self) -> float:
         """One pass of the upload loop; returns how long to sleep before the next pass."""

@@ -1,7 +1,9 @@
 """The one facade over the operating system (the only agent module importing psutil).
 
-OS-specific code sits in backend modules (``linux.py``; ``generic.py`` for Windows and
-macOS until their own backends land); only the running OS's backend is imported.
+OS-specific code sits in one backend module per OS (``linux.py``, ``windows.py``,
+``darwin.py``), each exposing ``boot_id()``, ``boot_phases()`` and
+``read_pressure_totals()``; only the running OS's backend is imported. Windows and macOS
+backends are interim in this release (boot time only, see their docstrings).
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psutil
 
 if sys.platform.startswith("linux"):
     from agent.platform import linux as _backend
-elif sys.platform in ("win32", "darwin"):  # pragma: no cover - Windows and macOS builds
-    from agent.platform import generic as _backend  # type: ignore[no-redef]
+elif sys.platform == "win32":  # pragma: no cover - Windows builds
+    from agent.platform import windows as _backend  # type: ignore[no-redef]
+elif sys.platform == "darwin":  # pragma: no cover - macOS builds
+    from agent.platform import darwin as _backend  # type: ignore[no-redef]
 else:  # pragma: no cover
     raise ImportError(f"DexScope agent does not support {sys.platform}")
 
@@ -41,9 +45,13 @@ __all__ = [
 ]
 
 
-def os_name() -> str:
+def os_name() -> Literal["linux", "windows", "macos"]:
     """``linux``, ``windows`` or ``macos`` (the wire's names)."""
-    return {"win32": "windows", "darwin": "macos"}.get(sys.platform, "linux")
+    if sys.platform == "win32":
+        return "windows"
+    if sys.platform == "darwin":
+        return "macos"
+    return "linux"
 
 
 def os_version() -> str:
@@ -87,7 +95,7 @@ def boot_id() -> str | None:
 
 def boot_phases() -> dict[str, float] | None:
     """Boot phases and total in seconds (``boot_duration_s``, ``kernel_s``, …) if known."""
-    return _backend.systemd_boot_phases()
+    return _backend.boot_phases()
 
 
 def pressure_totals() -> dict[str, float] | None:

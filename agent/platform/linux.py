@@ -14,6 +14,7 @@ from pathlib import Path
 
 __all__ = [
     "boot_id",
+    "boot_phases",
     "parse_duration_s",
     "parse_psi",
     "parse_systemd_analyze",
@@ -95,6 +96,11 @@ def systemd_boot_phases(timeout_s: float = 5.0) -> dict[str, float] | None:
     if result.returncode != 0:
         return None
     return parse_systemd_analyze(result.stdout)
+
+
+def boot_phases() -> dict[str, float] | None:
+    """The backend interface's name for :func:`systemd_boot_phases`."""
+    return systemd_boot_phases()
 
 
 def boot_id() -> str | None:

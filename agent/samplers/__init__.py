@@ -1,9 +1,14 @@
 """Sampler plug-ins: one module each, one interface, one registry.
 
 A sampler is a class with a ``name`` (the wire event type it mostly produces), a default
-``interval_s`` and ``collect()`` returning a list of wire events (an empty list means "no
+``interval_s`` and ``collect(ctx)`` returning a list of wire events (an empty list means "no
 data this time", which is not a failure). ``@register`` adds it to :data:`REGISTRY`; the
-configuration turns samplers on by name.
+configuration turns samplers on by name and may override their interval.
+
+Samplers keep their own state between runs (the previous CPU and PSI readings, say) on the
+instance; what must survive a restart goes through :meth:`SamplerContext.remember`, which the
+runner commits in the same spool transaction as the events (so "this boot was reported" and
+the boot event are stored together or not at all).
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ import importlib
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from dexscope.wire import Event, SamplerStats
+
+if TYPE_CHECKING:
+    from agent.spool import SpoolStats
 
 __all__ = [
     "REGISTRY",
@@ -31,27 +39,40 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SamplerContext:
-    """What samplers may use: the state dir and read-only views of the agent's plumbing."""
+    """What samplers may use: the state dir and narrow views of the agent's plumbing."""
 
     state_dir: Path
-    spool_stats: Callable[[], Any]
-    """Returns the spool's :class:`agent.spool.SpoolStats`."""
+    spool_stats: Callable[[], SpoolStats]
+    """Returns the spool's current :class:`agent.spool.SpoolStats`."""
     sampler_stats: Callable[[], Mapping[str, SamplerStats]]
-    """Returns and resets the runner's per-sampler stats."""
+    """Returns the runner's per-sampler stats since the previous call, and resets them."""
+    recall: Callable[[str], str | None]
+    """Reads a value a previous run remembered (persistent, in the spool database)."""
+    staged: dict[str, str] = field(default_factory=dict)
+    """Values remembered during this round, committed with the round's events."""
+
+    def remember(self, key: str, value: str) -> None:
+        """Persist ``key = value`` together with the events of the current round."""
+        self.staged[key] = value
+
+    def take_staged(self) -> dict[str, str]:
+        """The values remembered since the previous call (then forgotten here)."""
+        staged = dict(self.staged)
+        self.staged.clear()
+        return staged
 
 
 class Sampler(ABC):
-    """Base class of every sampler."""
+    """Base class of every sampler: ``name``, default ``interval_s``, ``collect(ctx)``."""
 
     name: ClassVar[str]
+    """Unique name; the configuration's ``[samplers.NAME]`` table refers to it."""
     interval_s: ClassVar[float] = 60.0
-
-    def __init__(self, context: SamplerContext) -> None:
-        self.context = context
+    """Default seconds between runs (the configuration overrides it)."""
 
     @abstractmethod
-    def collect(self) -> list[Event]:
-        """Sample now; return the events (empty: nothing to report)."""
+    def collect(self, ctx: SamplerContext) -> list[Event]:
+        """Sample now; return the events (an empty list: nothing to report)."""
 
 
 REGISTRY: dict[str, type[Sampler]] = {}
@@ -61,7 +82,7 @@ _S = TypeVar("_S", bound=type[Sampler])
 
 
 def register(cls: _S) -> _S:
-    """Class decorator adding a sampler to :data:`REGISTRY`."""
+    """Class decorator adding a sampler to :data:`REGISTRY` (names must be unique)."""
     if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
         raise ValueError(f"two samplers are named {cls.name!r}")
     REGISTRY[cls.name] = cls

@@ -1,13 +1,18 @@
-"""``boot``: one event per boot, with its duration and phases where the OS tells them."""
+"""``boot``: one event per boot, with its duration and phases where the OS tells them.
+
+Linux: the boot is keyed by ``/proc/sys/kernel/random/boot_id``; phases come from
+``systemd-analyze time`` once start-up has finished. Where systemd is absent or fails (a
+container), the event carries ``booted_at`` only: no duration is better than a made-up one.
+Windows and macOS (until their backends land): ``booted_at`` from the OS, keyed by that
+time, ``boot_kind: "unknown"``, no duration.
+"""
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import UTC, datetime
 
 from agent import platform
-from agent.samplers import Sampler, event_base, register
+from agent.samplers import Sampler, SamplerContext, event_base, register
 from dexscope.wire import BootEvent, Event
 
 __all__ = ["BootSampler"]
@@ -15,40 +20,39 @@ __all__ = ["BootSampler"]
 _WAIT_FOR_PHASES_S = 600.0
 """Right after boot, systemd may still be starting: wait up to this long for its figures."""
 
+_MARK = "boot.last_reported"
+
 
 @register
 class BootSampler(Sampler):
-    """Reports the current boot once (remembered in ``state_dir/boot.json``)."""
+    """Reports the current boot once; the last reported boot is remembered persistently."""
 
     name = "boot"
     interval_s = 300.0
 
-    def collect(self) -> list[Event]:
+    def collect(self, ctx: SamplerContext) -> list[Event]:
         """A ``boot`` event if this boot was not reported yet (and its figures are ready)."""
         booted_at = platform.boot_time()
-        key = platform.boot_id() or booted_at.replace(microsecond=0).isoformat()
-        marker = self.context.state_dir / "boot.json"
-        try:
-            if json.loads(marker.read_text()).get("boot") == key:
-                return []
-        except (OSError, ValueError):
-            pass
+        boot_id = platform.boot_id()
+        key = boot_id or booted_at.replace(microsecond=0).isoformat()
+        if ctx.recall(_MARK) == key:
+            return []
         phases = platform.boot_phases()
         uptime_s = (datetime.now(UTC) - booted_at).total_seconds()
         if phases is None and platform.os_name() == "linux" and uptime_s < _WAIT_FOR_PHASES_S:
-            return []
+            return []  # systemd may still be starting; look again next round
         event: BootEvent = {
             **event_base(),  # type: ignore[typeddict-item]
             "type": "boot",
             "booted_at": booted_at,
+            # A new Linux boot id means the kernel started afresh; UEFI firmware timing
+            # proves a power-on. Anything less certain is "unknown", never guessed.
             "boot_kind": "cold" if phases and "firmware_s" in phases else "unknown",
             "source": "systemd-analyze" if phases else "boot-time",
         }
-        if platform.boot_id():
-            event["boot_id"] = key[:64]
-        for field, value in (phases or {}).items():
-            event[field] = round(value, 3)  # type: ignore[literal-required]
-        tmp = marker.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"boot": key}))
-        os.replace(tmp, marker)
+        if boot_id:
+            event["boot_id"] = boot_id[:64]
+        for name, value in (phases or {}).items():
+            event[name] = round(value, 3)  # type: ignore[literal-required]
+        ctx.remember(_MARK, key)
         return [event]

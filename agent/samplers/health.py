@@ -13,20 +13,23 @@ __all__ = ["HealthSampler"]
 
 @register
 class HealthSampler(Sampler):
-    """CPU and RSS of the agent, spool depth, drop and failure counters, sampler stats."""
+    """CPU and RSS of the agent, spool depth, drop and failure counters, sampler stats.
+
+    The per-sampler stats cover the period since the previous ``agent_health`` event (the
+    runner resets them when this sampler reads them).
+    """
 
     name = "agent_health"
     interval_s = 300.0
 
-    def __init__(self, context: SamplerContext) -> None:
-        super().__init__(context)
+    def __init__(self) -> None:
         self._own = platform.OwnProcess()
         self._last = time.monotonic()
 
-    def collect(self) -> list[Event]:
+    def collect(self, ctx: SamplerContext) -> list[Event]:
         """One ``agent_health`` event."""
         now = time.monotonic()
-        stats = self.context.spool_stats()
+        stats = ctx.spool_stats()
         event: AgentHealthEvent = {
             **event_base(),  # type: ignore[typeddict-item]
             "type": "agent_health",
@@ -35,9 +38,9 @@ class HealthSampler(Sampler):
             "rss_mb": round(self._own.rss_mb(), 1),
             "spool_events": stats.events,
             "spool_bytes": stats.bytes,
-            "dropped_events_total": stats.counters["dropped_events_total"],
+            "dropped_events_total": stats.dropped_events_total,
             "upload_failures_total": stats.counters["upload_failures_total"],
-            "samplers": dict(self.context.sampler_stats()),
+            "samplers": dict(ctx.sampler_stats()),
         }
         self._last = now
         return [event]

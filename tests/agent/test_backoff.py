@@ -40,8 +40,9 @@ def test_retry_after_is_honoured_and_success_resets() -> None:
     assert not backoff.ready()
     clock.now += 1.0
     assert backoff.ready()
-    backoff.success()
+    backoff.reset()
     assert backoff.failures == 0 and backoff.ready()
+    assert backoff.next_attempt_at == 0.0
 
 
 def test_jitter_spreads_a_fleet() -> None:
@@ -67,3 +68,28 @@ def test_invalid_bounds() -> None:
         Backoff(0, 1)
     with pytest.raises(ValueError):
         Backoff(5, 1)
+
+
+def test_retry_after_method_is_a_floor_not_a_cap() -> None:
+    clock = Clock()
+    backoff = Backoff(1.0, 300.0, clock=clock, rng=random.Random(3))
+    for _ in range(8):
+        backoff.failure()
+    # The server asks for less than our own backoff: ours wins (still >= what it asked).
+    delay = backoff.retry_after(0.5)
+    assert 1.0 <= delay <= 300.0 and delay >= 0.5
+    # The server asks for more than our cap: honoured in full.
+    assert backoff.retry_after(900.0) == 900.0
+    assert backoff.next_attempt_at == clock.now + 900.0
+
+
+def test_same_seed_same_delays() -> None:
+    first = Backoff(1.0, 300.0, clock=Clock(), rng=random.Random(7))
+    second = Backoff(1.0, 300.0, clock=Clock(), rng=random.Random(7))
+    assert [first.failure() for _ in range(6)] == [second.failure() for _ in range(6)]
+
+
+def test_many_failures_stay_at_the_cap() -> None:
+    backoff = Backoff(1.0, 300.0, clock=Clock(), rng=random.Random(4))
+    delays = [backoff.failure() for _ in range(2000)]
+    assert max(delays) <= 300.0 and min(delays) >= 1.0

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from agent.config import ConfigLayers
+from agent.config import ConfigLayers, SamplerSettings
 from agent.errors import AgentConfigError
 from agent.samplers import load_builtin_samplers
 
@@ -99,3 +100,80 @@ def test_accepted_server_urls(tmp_path: Path, url: str) -> None:
 def test_missing_state_dir(tmp_path: Path) -> None:
     with pytest.raises(AgentConfigError, match="state_dir is required"):
         ConfigLayers.load(flags={}, config_file=None, environ={}, known_samplers=KNOWN).build()
+
+
+def test_collector_config_with_a_bad_value_is_refused_and_named(tmp_path: Path) -> None:
+    base = layers(tmp_path)
+    with pytest.raises(AgentConfigError, match=r"^collector configuration: samplers\.boot"):
+        base.build({"samplers": {"boot": {"interval_s": "often"}}})
+    with pytest.raises(AgentConfigError, match="collector configuration: upload must be"):
+        base.build({"upload": [1, 2]})
+    with pytest.raises(AgentConfigError, match="config_version must be an integer"):
+        base.build({"config_version": "7"})
+
+
+def test_a_newer_collector_config_is_taken_in_part(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = {
+        "config_version": 3,
+        "samplers": {"boot": {"enabled": False, "interval_s": 120}, "hologram": {}},
+        "upload": {"max_batch_age_s": 5, "compression": "zstd"},
+        "campaigns": [{"id": "c1"}],
+    }
+    config = layers(tmp_path).build(server)
+    assert config.samplers["boot"] == SamplerSettings(enabled=False, interval_s=120.0)
+    assert config.upload.max_batch_age_s == 5.0
+    assert config.server_config_version == 3
+    assert "hologram" in caplog.text and "upload.compression" in caplog.text
+
+
+def test_collector_cannot_set_local_only_keys(tmp_path: Path) -> None:
+    config = layers(tmp_path).build(
+        {"upload": {"timeout_s": 1, "backoff_max_s": 1}, "server_url": "https://evil.example"}
+    )
+    assert config.upload.timeout_s == 10.0 and config.upload.backoff_max_s == 300.0
+    assert config.server_url is None
+
+
+def test_environment_layer_and_config_file_from_env(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        "persona_hint = 'developer'\n[tags]\nsite = 'lyon'\n[spool]\nmax_bytes = 1048576\n"
+    )
+    loaded = ConfigLayers.load(
+        flags={"tags": {"floor": "3"}},
+        config_file=None,
+        environ={
+            "DEXSCOPE_AGENT_CONFIG": str(path),
+            "DEXSCOPE_SERVER_URL": "https://dex.example",
+            "DEXSCOPE_ENROLL_TOKEN": "tok-secret",
+            "DEXSCOPE_STATE_DIR": str(tmp_path / "state"),
+        },
+        known_samplers=KNOWN,
+    )
+    config = loaded.build()
+    assert config.persona_hint == "developer"
+    assert dict(config.tags) == {"site": "lyon", "floor": "3"}
+    assert config.spool.max_bytes == 1048576
+    assert config.enroll_token == "tok-secret"
+    assert config.state_dir == (tmp_path / "state").resolve()
+    assert "tok-secret" not in repr(config)
+
+
+def test_ca_bundle_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(AgentConfigError, match="ca_bundle"):
+        layers(tmp_path, f"ca_bundle = '{tmp_path / 'missing.pem'}'").build()
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert layers(tmp_path, f"ca_bundle = '{bundle}'").build().ca_bundle == bundle
+
+
+def test_config_is_frozen_and_reload_builds_a_new_one(tmp_path: Path) -> None:
+    base = layers(tmp_path)
+    first = base.build()
+    second = base.build({"samplers": {"resource_sample": {"interval_s": 15}}})
+    assert first.samplers["resource_sample"].interval_s == 60.0
+    assert second.samplers["resource_sample"].interval_s == 15.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.server_url = "https://x.example"  # type: ignore[misc]

@@ -46,8 +46,27 @@ def test_systemd_analyze_vm_without_firmware() -> None:
     )
 
 
-def test_systemd_analyze_still_booting() -> None:
-    assert parse_systemd_analyze((FIXTURES / "systemd-analyze-booting.txt").read_text()) is None
+def test_systemd_analyze_uefi_laptop_without_initrd() -> None:
+    phases = parse_systemd_analyze((FIXTURES / "systemd-analyze-laptop-no-initrd.txt").read_text())
+    assert phases == pytest.approx(
+        {
+            "firmware_s": 3.921,
+            "loader_s": 1.106,
+            "kernel_s": 2.214,
+            "userspace_s": 6.78,
+            "boot_duration_s": 14.022,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "fixture", ["systemd-analyze-booting.txt", "systemd-analyze-container.txt"]
+)
+def test_systemd_analyze_without_figures(fixture: str) -> None:
+    assert parse_systemd_analyze((FIXTURES / fixture).read_text()) is None
+
+
+def test_systemd_analyze_empty() -> None:
     assert parse_systemd_analyze("") is None
 
 

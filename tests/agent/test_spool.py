@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.spool import Spool
+from agent.spool import BULK_TYPES, CRITICAL_TYPES, Spool, read_stats
 
 
 def event(kind: str = "resource_sample", pad: int = 0) -> dict[str, Any]:
@@ -28,16 +28,16 @@ def test_batch_survives_a_crash_with_the_same_id(tmp_path: Path) -> None:
     again = reopened.begin_batch(max_events=3, max_bytes=1 << 20)
     assert again is not None
     assert again.batch_id == first.batch_id and again.events_json == first.events_json
-    reopened.accept(again.batch_id, "2026-11-22T00:00:00+00:00")
+    reopened.accept(again.batch_id)
     rest = reopened.begin_batch(max_events=10, max_bytes=1 << 20)
     assert rest is not None and len(rest) == 2 and rest.batch_id != first.batch_id
-    reopened.accept(rest.batch_id, "2026-11-22T00:00:01+00:00")
+    reopened.accept(rest.batch_id)
     assert reopened.begin_batch(10, 1 << 20) is None
     stats = reopened.stats()
     assert stats.events == 0
     assert stats.counters["events_appended_total"] == 5
     assert stats.counters["uploads_ok_total"] == 2
-    assert stats.last_upload_at == "2026-11-22T00:00:01+00:00"
+    assert stats.last_upload_at is not None and stats.last_upload_at.endswith("+00:00")
 
 
 def test_events_are_json_with_utc_times(tmp_path: Path) -> None:
@@ -106,12 +106,12 @@ def test_reject_quarantines_and_counts(tmp_path: Path) -> None:
     spool.append([event() for _ in range(4)])
     batch = spool.begin_batch(4, 1 << 20)
     assert batch is not None
-    spool.keep(batch.batch_id, "HTTP 503", "t1")
+    spool.keep(batch.batch_id, "HTTP 503")
     assert spool.begin_batch(4, 1 << 20).attempts == 1  # type: ignore[union-attr]
-    spool.reject(batch.batch_id, "HTTP 422: events[0].cpu_percent", "t2")
+    spool.reject(batch.batch_id, "HTTP 422: events[0].cpu_percent")
     stats = spool.stats()
     assert stats.events == 0
-    assert stats.counters["rejected_batches_total"] == 1
+    assert stats.rejected_batches == 1
     assert stats.counters["rejected_events_total"] == 4
     assert stats.counters["upload_failures_total"] == 1
     assert "events[0].cpu_percent" in (stats.last_error or "")
@@ -123,3 +123,83 @@ def test_files_are_owner_only(tmp_path: Path) -> None:
     Spool(state / "spool.db")
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert stat.S_IMODE((state / "spool.db").stat().st_mode) == 0o600
+
+
+def test_keep_then_retry_resends_the_same_batch(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    spool.append([event() for _ in range(3)])
+    first = spool.begin_batch(10, 1 << 20)
+    assert first is not None
+    spool.keep(first.batch_id, "cannot reach https://dex.example: ConnectTimeout")
+    spool.append([event()])  # new events wait for a later batch
+    again = spool.begin_batch(10, 1 << 20)
+    assert again is not None
+    assert (again.batch_id, again.events_json, again.attempts) == (
+        first.batch_id,
+        first.events_json,
+        1,
+    )
+    stats = spool.stats()
+    assert stats.counters["upload_failures_total"] == 1
+    assert stats.last_error == "cannot reach https://dex.example: ConnectTimeout"
+    assert stats.last_error_at is not None
+
+
+def test_over_the_cap_other_non_critical_go_after_bulk(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", max_bytes=64 * 1024)
+    spool.append([event("app_hang", pad=1000)])
+    spool.append([event("agent_health", pad=1000) for _ in range(70)])
+    batch = spool.begin_batch(1000, 1 << 30)
+    assert batch is not None
+    kinds = [json.loads(e)["type"] for e in batch.events_json]
+    assert kinds[0] == "app_hang"  # the oldest, but bulk samples went first
+    assert len(kinds) == 70 - spool.stats().dropped_events_total + 1
+
+
+def test_marks_are_stored_with_the_events(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    spool = Spool(path)
+    assert spool.mark("boot.last_reported") is None
+    spool.append([event("boot")], marks={"boot.last_reported": "b1"})
+    spool.close()
+    reopened = Spool(path)
+    assert reopened.mark("boot.last_reported") == "b1"
+    assert reopened.stats().events_appended_total == 1
+    assert "mark:boot.last_reported" not in reopened.stats().counters
+
+
+def test_quarantine_is_capped_and_evictions_are_counted(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", quarantine_max_bytes=5000)
+    ids = []
+    for _ in range(3):
+        spool.append([event(pad=2000)])
+        batch = spool.begin_batch(10, 1 << 20)
+        assert batch is not None
+        spool.reject(batch.batch_id, "HTTP 409: batch id reused")
+        ids.append(batch.batch_id)
+    kept = [q[0] for q in spool.quarantined()]
+    assert kept == ids[1:]
+    counters = spool.stats().counters
+    assert counters["rejected_batches_total"] == 3
+    assert counters["quarantine_evicted_batches_total"] == 1
+
+
+def test_pending_and_read_only_stats_while_open(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    spool = Spool(path)
+    spool.append([event(), event("boot")])
+    spool.begin_batch(1, 1 << 20)
+    pending = spool.pending()
+    assert pending.events == 2 and pending.bytes > pending.unbatched_bytes > 0
+    assert pending.oldest_created is not None
+    outside = read_stats(path)  # what `agent status` does while the agent runs
+    assert (outside.events, outside.bytes) == (2, pending.bytes)
+    assert outside.events_appended_total == 2
+
+
+def test_events_critical_and_bulk_sets_cover_the_wire() -> None:
+    from dexscope.wire import EVENT_TYPES
+
+    assert CRITICAL_TYPES.isdisjoint(BULK_TYPES)
+    assert set(EVENT_TYPES) >= CRITICAL_TYPES | BULK_TYPES
+    assert set(EVENT_TYPES) - CRITICAL_TYPES - BULK_TYPES == {"app_hang"}

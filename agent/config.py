@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from agent.errors import AgentConfigError
+from agent.samplers import REGISTRY
 from dexscope.merge import deep_merge
 
 __all__ = [
@@ -60,6 +61,8 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
     }
 )
 
+_SAMPLER_KEYS = frozenset({"enabled", "interval_s"})
+
 _TOP_KEYS = {
     "server_url",
     "enroll_token",
@@ -76,10 +79,11 @@ _TOP_KEYS = {
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """Whether a sampler runs, and how often."""
+    """Whether a sampler runs, how often, and its own options (validated by the sampler)."""
 
     enabled: bool
     interval_s: float
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -201,9 +205,15 @@ def _validate(merged: Mapping[str, Any], known_samplers: frozenset[str]) -> Agen
                 f"unknown sampler samplers.{name} (known: {', '.join(sorted(known_samplers))})"
             )
         table = _table(f"samplers.{name}", raw)
-        extra = set(table) - {"enabled", "interval_s"}
-        if extra:
-            raise AgentConfigError(f"unknown key samplers.{name}.{sorted(extra)[0]}")
+        options = {k: copy.deepcopy(v) for k, v in table.items() if k not in _SAMPLER_KEYS}
+        sampler_cls = REGISTRY.get(name)
+        if sampler_cls is not None:
+            try:
+                sampler_cls.check_options(options)
+            except ValueError as exc:
+                raise AgentConfigError(f"samplers.{name}.{exc}") from exc
+        elif options:
+            raise AgentConfigError(f"unknown key samplers.{name}.{sorted(options)[0]}")
         enabled = table.get("enabled", True)
         if not isinstance(enabled, bool):
             raise AgentConfigError(f"samplers.{name}.enabled must be true or false")
@@ -214,7 +224,9 @@ def _validate(merged: Mapping[str, Any], known_samplers: frozenset[str]) -> Agen
             maximum=86400,
             integer=False,
         )
-        samplers[name] = SamplerSettings(enabled=enabled, interval_s=interval)
+        samplers[name] = SamplerSettings(
+            enabled=enabled, interval_s=interval, options=MappingProxyType(options)
+        )
     upload = UploadSettings(
         **_section("upload", _table("upload", merged["upload"]), _UPLOAD_BOUNDS)
     )

@@ -104,7 +104,10 @@ def build_samplers(
     by_name = {s.name: s for s in existing}
     enabled = [name for name, s in settings.items() if s.enabled and name in registry]
     enabled.sort(key=lambda name: name == "agent_health")
-    return [by_name.get(name) or registry[name]() for name in enabled]
+    samplers = [by_name.get(name) or registry[name]() for name in enabled]
+    for sampler in samplers:
+        sampler.configure(settings[sampler.name].options)
+    return samplers
 
 
 class Scheduler:

@@ -1,9 +1,17 @@
 """The one facade over the operating system (the only agent module importing psutil).
 
 OS-specific code sits in one backend module per OS (``linux.py``, ``windows.py``,
-``darwin.py``), each exposing ``boot_id()``, ``boot_phases()`` and
-``read_pressure_totals()``; only the running OS's backend is imported. Windows and macOS
-backends are interim in this release (boot time only, see their docstrings).
+``darwin.py``); only the running OS's backend is imported. Each exposes the functions named
+in :data:`BACKEND_FUNCTIONS`, with the same signatures (a test checks it):
+
+- ``boot_id()``, ``boot_phases()`` (durations under their wire names, optionally
+  ``boot_kind`` and ``source``), ``read_pressure_totals()``;
+- ``read_logons``, ``read_app_hangs``, ``read_app_crashes``, ``read_system_crashes``,
+  ``read_software_changes``: each ``(cursor: str | None, since: datetime) -> Harvest``
+  (see :mod:`agent.platform.common`);
+- ``hung_apps() -> list[HungApp]`` (applications not responding right now) and
+  ``foreground_pid() -> int | None`` (the process owning the focused window, where the OS
+  tells without special rights).
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from typing import Any, Literal
 
 import psutil
 
+from agent.platform.common import Harvest, HungApp
+
 if sys.platform.startswith("linux"):
     from agent.platform import linux as _backend
 elif sys.platform == "win32":  # pragma: no cover - Windows builds
@@ -29,20 +39,48 @@ else:  # pragma: no cover
     raise ImportError(f"DexScope agent does not support {sys.platform}")
 
 __all__ = [
+    "BACKEND_FUNCTIONS",
+    "AppUsage",
+    "Harvest",
+    "HungApp",
     "MemoryInfo",
     "OwnProcess",
+    "app_usage",
     "boot_id",
     "boot_phases",
     "boot_time",
     "cpu_percent",
     "disk_percent",
+    "foreground_pid",
     "hardware",
     "hostname",
+    "hung_apps",
+    "lower_priority",
     "memory",
     "os_name",
     "os_version",
     "pressure_totals",
+    "read_app_crashes",
+    "read_app_hangs",
+    "read_logons",
+    "read_software_changes",
+    "read_system_crashes",
 ]
+
+
+BACKEND_FUNCTIONS = (
+    "boot_id",
+    "boot_phases",
+    "read_pressure_totals",
+    "read_logons",
+    "read_app_hangs",
+    "read_app_crashes",
+    "read_system_crashes",
+    "read_software_changes",
+    "hung_apps",
+    "foreground_pid",
+)
+"""What every OS backend module provides."""
 
 
 def os_name() -> Literal["linux", "windows", "macos"]:
@@ -93,9 +131,103 @@ def boot_id() -> str | None:
     return _backend.boot_id()
 
 
-def boot_phases() -> dict[str, float] | None:
-    """Boot phases and total in seconds (``boot_duration_s``, ``kernel_s``, …) if known."""
+def boot_phases() -> dict[str, Any] | None:
+    """Boot phases and total in seconds (``boot_duration_s``, ``kernel_s``, …) if known,
+    with ``boot_kind`` and ``source`` where the backend knows them."""
     return _backend.boot_phases()
+
+
+def read_logons(cursor: str | None, since: datetime) -> Harvest:
+    """Sign-ins recorded by the OS after ``cursor`` (or after ``since`` the first time)."""
+    return _backend.read_logons(cursor, since)
+
+
+def read_app_hangs(cursor: str | None, since: datetime) -> Harvest:
+    """Application hangs the OS recorded (Windows event 1002, macOS hang reports)."""
+    return _backend.read_app_hangs(cursor, since)
+
+
+def read_app_crashes(cursor: str | None, since: datetime) -> Harvest:
+    """Application crashes the OS recorded."""
+    return _backend.read_app_crashes(cursor, since)
+
+
+def read_system_crashes(cursor: str | None, since: datetime) -> Harvest:
+    """System crashes and unexpected shutdowns the OS recorded."""
+    return _backend.read_system_crashes(cursor, since)
+
+
+def read_software_changes(cursor: str | None, since: datetime) -> Harvest:
+    """Installs, updates, removals, OS patches and driver changes the OS recorded."""
+    return _backend.read_software_changes(cursor, since)
+
+
+def hung_apps() -> list[HungApp]:
+    """Applications not responding at this moment."""
+    return _backend.hung_apps()
+
+
+def foreground_pid() -> int | None:
+    """The process owning the focused window, or None where the OS does not say."""
+    return _backend.foreground_pid()
+
+
+@dataclass(frozen=True)
+class AppUsage:
+    """One application (all its processes, grouped by executable name) at one moment."""
+
+    app_name: str
+    process_count: int
+    cpu_s: float
+    """CPU seconds (user + system) used so far by the processes alive now."""
+    rss_mb: float
+    pids: frozenset[int]
+    newest_start: float
+    """Epoch seconds when the youngest of its processes started."""
+
+
+def app_usage(min_rss_mb: float = 0.0) -> list[AppUsage]:
+    """Every running application grouped by executable name (not per PID).
+
+    Kernel threads and processes that vanish or deny access mid-read are skipped; the
+    executable's name only, never its path or command line.
+    """
+    groups: dict[str, list[Any]] = {}
+    for proc in psutil.process_iter(["name", "cpu_times", "memory_info", "create_time"]):
+        info = proc.info
+        if not info.get("name") or info.get("memory_info") is None or info["cpu_times"] is None:
+            continue
+        if info["memory_info"].rss == 0:
+            continue  # kernel thread
+        groups.setdefault(info["name"], []).append((proc.pid, info))
+    apps = []
+    for name, members in groups.items():
+        rss = sum(i["memory_info"].rss for _, i in members) / 2**20
+        if rss < min_rss_mb:
+            continue
+        apps.append(
+            AppUsage(
+                app_name=name[:256],
+                process_count=len(members),
+                cpu_s=sum(i["cpu_times"].user + i["cpu_times"].system for _, i in members),
+                rss_mb=rss,
+                pids=frozenset(pid for pid, _ in members),
+                newest_start=max(i["create_time"] or 0.0 for _, i in members),
+            )
+        )
+    return apps
+
+
+def lower_priority() -> None:
+    """Run the agent below normal priority (nice 10 / BELOW_NORMAL_PRIORITY_CLASS)."""
+    proc = psutil.Process()
+    try:
+        if sys.platform == "win32":  # pragma: no cover - Windows builds
+            proc.nice(psutil.BELOW_NORMAL_PRIORITY_CLASS)
+        elif proc.nice() < 10:
+            proc.nice(10)
+    except (psutil.Error, OSError):  # pragma: no cover - lacking rights is not fatal
+        pass
 
 
 def pressure_totals() -> dict[str, float] | None:
@@ -147,3 +279,8 @@ class OwnProcess:
     def rss_mb(self) -> float:
         """Resident memory of the agent in MiB."""
         return float(self._proc.memory_info().rss / 2**20)
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the agent used since it started."""
+        times = self._proc.cpu_times()
+        return float(times.user + times.system)

@@ -70,6 +70,20 @@ class Sampler(ABC):
     interval_s: ClassVar[float] = 60.0
     """Default seconds between runs (the configuration overrides it)."""
 
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Validate this sampler's own keys of its ``[samplers.NAME]`` table.
+
+        Raises ``ValueError`` whose message starts with the offending key (the configuration
+        prefixes ``samplers.NAME.``). The default accepts no options.
+        """
+        if options:
+            raise ValueError(f"{sorted(options)[0]}: unknown key")
+
+    def configure(self, options: Mapping[str, Any]) -> None:
+        """Apply options that :meth:`check_options` accepted (at start and on every reload)."""
+        return None  # most samplers take no options
+
     @abstractmethod
     def collect(self, ctx: SamplerContext) -> list[Event]:
         """Sample now; return the events (an empty list: nothing to report)."""

@@ -53,6 +53,11 @@ class BootSampler(Sampler):
         if boot_id:
             event["boot_id"] = boot_id[:64]
         for name, value in (phases or {}).items():
-            event[name] = round(value, 3)  # type: ignore[literal-required]
+            # Backends give durations under their wire names, and may say the boot kind
+            # and their source (Windows: Diagnostics-Performance 100, fast startup).
+            if isinstance(value, str):
+                event[name] = value  # type: ignore[literal-required]
+            else:
+                event[name] = round(float(value), 3)  # type: ignore[literal-required]
         ctx.remember(_MARK, key)
         return [event]

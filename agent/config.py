@@ -25,6 +25,7 @@ from typing import Any
 
 from agent.errors import AgentConfigError
 from agent.samplers import REGISTRY
+from agent.watchdog import PROFILES
 from dexscope.merge import deep_merge
 
 __all__ = [
@@ -54,10 +55,17 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "spool": {"max_bytes": 64 * 1024 * 1024, "max_age_days": 30.0},
         "samplers": {
             "boot": {"enabled": True, "interval_s": 300.0},
+            "logon": {"enabled": True, "interval_s": 120.0},
             "resource_sample": {"enabled": True, "interval_s": 60.0},
+            "app_resource": {"enabled": True, "interval_s": 30.0},
+            "app_hang": {"enabled": True, "interval_s": 30.0},
+            "app_crash": {"enabled": True, "interval_s": 60.0},
+            "system_crash": {"enabled": True, "interval_s": 300.0},
+            "software_change": {"enabled": True, "interval_s": 300.0},
             "agent_health": {"enabled": True, "interval_s": 300.0},
         },
         "config_refresh_s": 300.0,
+        "watchdog": {"profile": "normal"},
     }
 )
 
@@ -74,6 +82,7 @@ _TOP_KEYS = {
     "spool",
     "samplers",
     "config_refresh_s",
+    "watchdog",
 }
 
 
@@ -125,6 +134,8 @@ class AgentConfig:
     spool: SpoolSettings
     samplers: Mapping[str, SamplerSettings]
     config_refresh_s: float
+    watchdog_profile: str = "normal"
+    """A profile of :data:`agent.watchdog.PROFILES`, or ``off``."""
     server_config_version: int | None = None
 
 
@@ -249,6 +260,14 @@ def _validate(merged: Mapping[str, Any], known_samplers: frozenset[str]) -> Agen
     if ca_bundle is not None and not Path(ca_bundle).expanduser().is_file():
         raise AgentConfigError(f"ca_bundle {ca_bundle} is not a readable file")
     version = merged.get("config_version")
+    watchdog = _table("watchdog", merged.get("watchdog", {}))
+    if set(watchdog) - {"profile"}:
+        raise AgentConfigError(f"unknown key watchdog.{sorted(set(watchdog) - {'profile'})[0]}")
+    profile = watchdog.get("profile", "normal")
+    if profile != "off" and profile not in PROFILES:
+        raise AgentConfigError(
+            f"watchdog.profile must be one of {', '.join([*PROFILES, 'off'])}, not {profile!r}"
+        )
     return AgentConfig(
         server_url=server_url,
         enroll_token=_string("enroll_token", merged.get("enroll_token")),
@@ -262,6 +281,7 @@ def _validate(merged: Mapping[str, Any], known_samplers: frozenset[str]) -> Agen
         config_refresh_s=_number(
             "config_refresh_s", merged["config_refresh_s"], minimum=1, maximum=86400, integer=False
         ),
+        watchdog_profile=str(profile),
         server_config_version=version if isinstance(version, int) else None,
     )
 
@@ -362,6 +382,11 @@ def server_layer(server: Mapping[str, Any], known: frozenset[str]) -> dict[str, 
     for key in sorted(set(upload) - set(_SERVER_UPLOAD_KEYS)):
         log.warning("collector sets upload.%s, which this agent lacks; ignored", key)
     layer["upload"] = {k: v for k, v in upload.items() if k in _SERVER_UPLOAD_KEYS}
+    watchdog = server.get("watchdog")
+    if watchdog is not None:
+        if not isinstance(watchdog, Mapping):
+            raise AgentConfigError("collector configuration: watchdog must be an object")
+        layer["watchdog"] = dict(watchdog)
     version = server.get("config_version")
     if version is not None:
         if isinstance(version, bool) or not isinstance(version, int):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -26,17 +27,22 @@ from typing import Any
 
 import httpx
 
+from agent import platform
 from agent.config import AgentConfig, ConfigLayers, default_environ
 from agent.enroll import enroll, server_error_message
 from agent.errors import AgentConfigError, NotEnrolled
 from agent.runner import SamplerRunner, Scheduler, build_samplers
 from agent.samplers import SamplerContext, load_builtin_samplers
-from agent.spool import COUNTERS, Spool, SpoolStats, read_stats
+from agent.samplers.logsource import source_mark
+from agent.spool import COUNTERS, Spool, SpoolStats, read_marks, read_stats
 from agent.state import Identity, ensure_state_dir, load_identity, save_identity
 from agent.uploader import Uploader
+from agent.watchdog import PROFILES, Decision, Watchdog
 
 __all__ = [
+    "OPTIONAL_SAMPLERS",
     "STATUS_KEYS",
+    "THROTTLE_FACTOR",
     "AgentRuntime",
     "agent_status",
     "http_client",
@@ -56,8 +62,19 @@ STATUS_KEYS = (
     "last_upload_at",
     "last_error",
     "last_error_at",
+    "collection",
 )
-"""The keys of ``dexscope agent status --json``, always all present (null when unknown)."""
+"""The keys of ``dexscope agent status --json``, always all present (null when unknown).
+
+``collection`` is what the agent collects: per enabled sampler its interval, its options
+(secrets left out), the OS source it reads and, when a better source is missing, why."""
+
+OPTIONAL_SAMPLERS = frozenset({"app_resource", "app_hang", "probe"})
+"""Samplers the watchdog pauses while it throttles the agent."""
+THROTTLE_FACTOR = 4.0
+"""While throttled, every other sampler runs this many times less often."""
+_SECRET_OPTIONS = frozenset({"pseudonym_key"})
+_SERVER_CONFIG_MARK = "server_config"
 
 
 def http_client(config: AgentConfig) -> httpx.Client:
@@ -93,15 +110,65 @@ class AgentRuntime:
         self.uploader = Uploader(identity, self.server_url, self.spool, config.upload, self.client)
         self._pending: AgentConfig | None = None
         self._pending_lock = threading.Lock()
+        self.throttled = False
+        self.context.agent_state["watchdog_restarts_total"] = int(
+            self.spool.mark("watchdog.restarts") or 0
+        )
+        self._record_collection()
 
     def apply(self, config: AgentConfig) -> None:
         """Switch to a new validated configuration (kept samplers keep their state)."""
         self.config = config
         self.samplers = build_samplers(self.registry, config.samplers, self.samplers)
-        self.scheduler.update(self.samplers, _intervals(config))
+        self._reschedule()
         self.uploader.update_settings(config.upload)
         self.spool.max_bytes = config.spool.max_bytes
         self.spool.max_age_s = config.spool.max_age_days * 86400
+        self._record_collection()
+
+    def set_throttled(self, throttled: bool) -> None:
+        """Throttle (stretch intervals, pause optional samplers) or lift the throttle."""
+        self.throttled = throttled
+        self.context.agent_state["throttled"] = throttled
+        self._reschedule()
+
+    def _reschedule(self) -> None:
+        intervals = _intervals(self.config)
+        samplers = self.samplers
+        if self.throttled:
+            samplers = [s for s in samplers if s.name not in OPTIONAL_SAMPLERS]
+            intervals = {name: value * THROTTLE_FACTOR for name, value in intervals.items()}
+        self.scheduler.update(samplers, intervals)
+
+    def _record_collection(self) -> None:
+        """Persist what is collected, for ``agent status`` (another process) to show."""
+        collection = {
+            name: {
+                "interval_s": s.interval_s,
+                **{k: v for k, v in s.options.items() if k not in _SECRET_OPTIONS},
+            }
+            for name, s in self.config.samplers.items()
+            if s.enabled
+        }
+        value = json.dumps(
+            {"samplers": collection, "watchdog_profile": self.config.watchdog_profile},
+            sort_keys=True,
+        )
+        if self.spool.mark("collection") != value:
+            self.spool.append([], marks={"collection": value})
+
+    def cached_server_config(self) -> AgentConfig | None:
+        """The last collector configuration accepted (kept in the spool), for an offline
+        start: sampling settings and the tenant's pseudonym key survive a restart."""
+        raw = self.spool.mark(_SERVER_CONFIG_MARK)
+        if not raw:
+            return None
+        try:
+            server = json.loads(raw)
+            return self.layers.build(server) if isinstance(server, dict) else None
+        except (ValueError, AgentConfigError) as exc:
+            log.warning("ignoring the cached collector configuration: %s", exc)
+            return None
 
     def fetch_config(self) -> AgentConfig | None:
         """The collector's configuration merged under the local layers, or None.
@@ -131,10 +198,18 @@ class AgentRuntime:
             server = response.json()
             if not isinstance(server, dict):
                 raise AgentConfigError("collector configuration: not a JSON object")
-            return self.layers.build(server)
+            built = self.layers.build(server)
         except (ValueError, AgentConfigError) as exc:
             log.error("keeping the current configuration: %s", exc)
             return None
+        try:
+            text = json.dumps(server, sort_keys=True)
+            if self.spool.mark(_SERVER_CONFIG_MARK) != text:
+                self.spool.append([], marks={_SERVER_CONFIG_MARK: text})
+            return built
+        except sqlite3.Error as exc:  # caching is a convenience: the config still applies
+            log.warning("cannot cache the collector configuration: %s", exc)
+            return built
 
     def refresh_config(self) -> None:
         """Fetch the collector's configuration and apply it now (main thread, start-up)."""
@@ -204,6 +279,9 @@ def run_agent(flags: Mapping[str, Any], config_file: Path | None, *, once: bool)
         identity = _identity(config, client)
         runtime = AgentRuntime(layers, config, identity, client)
         try:
+            cached = runtime.cached_server_config()
+            if cached is not None and cached != runtime.config:
+                runtime.apply(cached)
             runtime.refresh_config()
             if once:
                 return _run_once(runtime)
@@ -250,11 +328,21 @@ def _run_forever(runtime: AgentRuntime) -> int:
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
     network = threading.Thread(target=_network_loop, name="uploader", daemon=True)
     network.start()
+    platform.lower_priority()
+    own = platform.OwnProcess()
+    watchdog = _watchdog(runtime.config)
+    restart = False
     try:
         while not stop.is_set():
             try:
                 runtime.apply_offered()
+                if watchdog is None or watchdog.limits.name != runtime.config.watchdog_profile:
+                    watchdog = _watchdog(runtime.config)
                 runtime.sample(only_due=True)
+                if watchdog is not None:
+                    restart = _watch(runtime, watchdog, own)
+                    if restart:
+                        break
             except Exception as exc:  # e.g. disk full: keep running; the log says why
                 log.error("sampling round failed: %s: %s", type(exc).__name__, exc)
             stop.wait(min(runtime.scheduler.next_in_s(), 1.0))
@@ -263,8 +351,47 @@ def _run_forever(runtime: AgentRuntime) -> int:
         network.join(timeout=runtime.config.upload.timeout_s + 5)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if restart:
+        runtime.spool.close()
+        _reexec()
     log.info("stopped")
     return 0
+
+
+def _watchdog(config: AgentConfig) -> Watchdog | None:
+    limits = PROFILES.get(config.watchdog_profile)
+    return Watchdog(limits) if limits is not None else None
+
+
+def _watch(runtime: AgentRuntime, watchdog: Watchdog, own: platform.OwnProcess) -> bool:
+    """Feed the watchdog; act on its decision. True: restart now."""
+    decision = watchdog.observe(own.cpu_s(), own.rss_mb())
+    if decision is Decision.THROTTLE:
+        log.warning(
+            "watchdog: over the %s limits (CPU %.1f %%, RSS %.0f MB): throttling",
+            watchdog.limits.name,
+            watchdog.last_cpu_percent or 0.0,
+            own.rss_mb(),
+        )
+        runtime.set_throttled(True)
+    elif decision is Decision.UNTHROTTLE:
+        log.info("watchdog: back within limits: throttle lifted")
+        runtime.set_throttled(False)
+    elif decision is Decision.RESTART:
+        restarts = int(runtime.spool.mark("watchdog.restarts") or 0) + 1
+        runtime.spool.append([], marks={"watchdog.restarts": str(restarts)})
+        log.error("watchdog: still over the %s limits: restarting", watchdog.limits.name)
+        return True
+    return False
+
+
+def _reexec() -> None:  # pragma: no cover - replaces the process
+    """Start this agent afresh in the same process slot (same PID for the service manager)."""
+    if getattr(sys, "frozen", False):
+        argv = [sys.executable, *sys.argv[1:]]
+    else:
+        argv = [sys.executable, *sys.orig_argv[1:]]
+    os.execv(sys.executable, argv)
 
 
 def _spool_stats(path: Path) -> SpoolStats | None:
@@ -301,7 +428,32 @@ def agent_status(state_dir: Path) -> dict[str, Any]:
     status["last_upload_at"] = stats.last_upload_at if stats else None
     status["last_error"] = stats.last_error if stats else None
     status["last_error_at"] = stats.last_error_at if stats else None
+    status["collection"] = _collection(state_dir / "spool.db")
     return status
+
+
+def _collection(path: Path) -> dict[str, Any] | None:
+    """What is collected (from the running agent's marks) and from which OS sources."""
+    if not path.exists():
+        return None
+    try:
+        marks = read_marks(path)
+    except sqlite3.Error:
+        return None
+    try:
+        collection = json.loads(marks.get("collection", "null"))
+    except ValueError:
+        return None
+    if not isinstance(collection, dict):
+        return None
+    for name, settings in collection.get("samplers", {}).items():
+        try:
+            source = json.loads(marks.get(source_mark(name), "null"))
+        except ValueError:
+            source = None
+        if isinstance(source, dict) and isinstance(settings, dict):
+            settings.update({k: v for k, v in source.items() if v is not None})
+    return collection
 
 
 def print_status(state_dir: Path, as_json: bool) -> None:
@@ -310,5 +462,25 @@ def print_status(state_dir: Path, as_json: bool) -> None:
     if as_json:
         print(json.dumps(status))
         return
+    collection = status.pop("collection")
     for key, value in status.items():
         print(f"{key:34} {value if value is not None else '-'}")
+    if not collection:
+        print(f"{'collection':34} - (the agent has not run yet)")
+        return
+    print(f"{'watchdog profile':34} {collection.get('watchdog_profile')}")
+    print("collecting (sampler, every, source; see docs/privacy.md for every field):")
+    for name, settings in sorted(collection.get("samplers", {}).items()):
+        extra = {
+            k: v
+            for k, v in settings.items()
+            if k not in ("interval_s", "source", "degraded", "targets")
+        }
+        line = f"  {name:18} {settings.get('interval_s', 0):>6g} s  {settings.get('source', '')}"
+        if extra:
+            line += "  " + " ".join(f"{k}={v}" for k, v in sorted(extra.items()))
+        if settings.get("targets"):
+            line += f"  probes: {', '.join(t.get('name', '?') for t in settings['targets'])}"
+        if settings.get("degraded"):
+            line += f"  [{settings['degraded']}]"
+        print(line)

@@ -37,6 +37,7 @@ __all__ = [
     "Spool",
     "SpoolBatch",
     "SpoolStats",
+    "read_marks",
     "read_stats",
 ]
 
@@ -445,3 +446,13 @@ def read_stats(path: Path) -> SpoolStats:
         return _read_stats(db)
     finally:
         db.close()
+
+
+def read_marks(path: Path) -> dict[str, str]:
+    """Every persistent mark of a spool file (read-only), for ``agent status``."""
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = db.execute("SELECT key, value FROM meta WHERE key LIKE 'mark:%'").fetchall()
+    finally:
+        db.close()
+    return {key.removeprefix("mark:"): value for key, value in rows}

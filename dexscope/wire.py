@@ -233,6 +233,10 @@ class AgentHealthEvent(_EventBase):
     dropped_events_total: Count
     upload_failures_total: Count
     samplers: dict[Annotated[str, at.MaxLen(64)], SamplerStats]
+    throttled: NotRequired[bool]
+    """True while the watchdog holds the agent throttled (longer intervals, fewer samplers)."""
+    watchdog_restarts_total: NotRequired[Count]
+    """Times the watchdog restarted the agent for exceeding its limits."""
 
 
 Event: TypeAlias = (

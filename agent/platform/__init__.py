@@ -40,12 +40,11 @@ else:  # pragma: no cover
 
 __all__ = [
     "BACKEND_FUNCTIONS",
-    "AppUsage",
     "Harvest",
     "HungApp",
     "MemoryInfo",
     "OwnProcess",
-    "app_usage",
+    "ProcessSample",
     "boot_id",
     "boot_phases",
     "boot_time",
@@ -59,7 +58,10 @@ __all__ = [
     "memory",
     "os_name",
     "os_version",
+    "pid_exists",
     "pressure_totals",
+    "process_name",
+    "process_samples",
     "read_app_crashes",
     "read_app_hangs",
     "read_logons",
@@ -167,55 +169,55 @@ def hung_apps() -> list[HungApp]:
     return _backend.hung_apps()
 
 
+def pid_exists(pid: int) -> bool:
+    """Whether a process with this id is running."""
+    return bool(psutil.pid_exists(pid))
+
+
 def foreground_pid() -> int | None:
     """The process owning the focused window, or None where the OS does not say."""
     return _backend.foreground_pid()
 
 
 @dataclass(frozen=True)
-class AppUsage:
-    """One application (all its processes, grouped by executable name) at one moment."""
+class ProcessSample:
+    """One process at one moment: executable name (never path or command line), CPU seconds
+    used so far (user + system), resident memory, start time (epoch seconds)."""
 
-    app_name: str
-    process_count: int
+    pid: int
+    name: str
     cpu_s: float
-    """CPU seconds (user + system) used so far by the processes alive now."""
-    rss_mb: float
-    pids: frozenset[int]
-    newest_start: float
-    """Epoch seconds when the youngest of its processes started."""
+    rss_bytes: int
+    started: float
 
 
-def app_usage(min_rss_mb: float = 0.0) -> list[AppUsage]:
-    """Every running application grouped by executable name (not per PID).
-
-    Kernel threads and processes that vanish or deny access mid-read are skipped; the
-    executable's name only, never its path or command line.
-    """
-    groups: dict[str, list[Any]] = {}
+def process_samples() -> list[ProcessSample]:
+    """Every user process now (kernel threads, and processes that vanish or deny access
+    mid-read, are skipped)."""
+    out: list[ProcessSample] = []
     for proc in psutil.process_iter(["name", "cpu_times", "memory_info", "create_time"]):
         info = proc.info
-        if not info.get("name") or info.get("memory_info") is None or info["cpu_times"] is None:
+        memory, times = info.get("memory_info"), info.get("cpu_times")
+        if not info.get("name") or memory is None or times is None or memory.rss == 0:
             continue
-        if info["memory_info"].rss == 0:
-            continue  # kernel thread
-        groups.setdefault(info["name"], []).append((proc.pid, info))
-    apps = []
-    for name, members in groups.items():
-        rss = sum(i["memory_info"].rss for _, i in members) / 2**20
-        if rss < min_rss_mb:
-            continue
-        apps.append(
-            AppUsage(
-                app_name=name[:256],
-                process_count=len(members),
-                cpu_s=sum(i["cpu_times"].user + i["cpu_times"].system for _, i in members),
-                rss_mb=rss,
-                pids=frozenset(pid for pid, _ in members),
-                newest_start=max(i["create_time"] or 0.0 for _, i in members),
+        out.append(
+            ProcessSample(
+                pid=proc.pid,
+                name=str(info["name"])[:256],
+                cpu_s=float(times.user + times.system),
+                rss_bytes=int(memory.rss),
+                started=float(info.get("create_time") or 0.0),
             )
         )
-    return apps
+    return out
+
+
+def process_name(pid: int) -> str | None:
+    """The executable name of ``pid``, or None if it is gone or hidden."""
+    try:
+        return str(psutil.Process(pid).name())[:256]
+    except psutil.Error:
+        return None
 
 
 def lower_priority() -> None:

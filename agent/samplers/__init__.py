@@ -50,6 +50,8 @@ class SamplerContext:
     """Reads a value a previous run remembered (persistent, in the spool database)."""
     staged: dict[str, str] = field(default_factory=dict)
     """Values remembered during this round, committed with the round's events."""
+    agent_state: dict[str, Any] = field(default_factory=dict)
+    """The runtime's live state for self-metrics (``throttled``, ``watchdog_restarts_total``)."""
 
     def remember(self, key: str, value: str) -> None:
         """Persist ``key = value`` together with the events of the current round."""
@@ -103,7 +105,17 @@ def register(cls: _S) -> _S:
     return cls
 
 
-_BUILTIN = ("agent.samplers.boot", "agent.samplers.resource", "agent.samplers.health")
+_BUILTIN = (
+    "agent.samplers.boot",
+    "agent.samplers.logon",
+    "agent.samplers.resource",
+    "agent.samplers.app_resource",
+    "agent.samplers.app_hang",
+    "agent.samplers.app_crash",
+    "agent.samplers.system_crash",
+    "agent.samplers.software_change",
+    "agent.samplers.health",
+)
 
 
 def load_builtin_samplers() -> Mapping[str, type[Sampler]]:

@@ -42,5 +42,9 @@ class HealthSampler(Sampler):
             "upload_failures_total": stats.counters["upload_failures_total"],
             "samplers": dict(ctx.sampler_stats()),
         }
+        if "throttled" in ctx.agent_state:
+            event["throttled"] = bool(ctx.agent_state["throttled"])
+        if "watchdog_restarts_total" in ctx.agent_state:
+            event["watchdog_restarts_total"] = int(ctx.agent_state["watchdog_restarts_total"])
         self._last = now
         return [event]

@@ -17,7 +17,14 @@ DEFAULT_AGENT_CONFIG: dict[str, Any] = {
     "config_version": 1,
     "samplers": {
         "boot": {"enabled": True, "interval_s": 300},
+        "logon": {"enabled": True, "interval_s": 120, "user_names": "hash"},
         "resource_sample": {"enabled": True, "interval_s": 60},
+        "app_resource": {"enabled": True, "interval_s": 30, "summary_s": 300, "max_apps": 15},
+        "app_hang": {"enabled": True, "interval_s": 30, "min_hang_s": 5},
+        "app_crash": {"enabled": True, "interval_s": 60},
+        "system_crash": {"enabled": True, "interval_s": 300},
+        "software_change": {"enabled": True, "interval_s": 300},
+        "probe": {"enabled": False, "interval_s": 300, "targets": []},
         "agent_health": {"enabled": True, "interval_s": 300},
     },
     "upload": {"max_batch_events": 500, "max_batch_age_s": 60, "max_batch_bytes": 1048576},
@@ -25,9 +32,17 @@ DEFAULT_AGENT_CONFIG: dict[str, Any] = {
 }
 
 
-def effective_agent_config(tenant_override: dict[str, Any] | None) -> dict[str, Any]:
-    """Defaults deep-merged with a tenant's overrides (overrides win key by key)."""
+def effective_agent_config(
+    tenant_override: dict[str, Any] | None, pseudonym_key: str | None = None
+) -> dict[str, Any]:
+    """Defaults deep-merged with a tenant's overrides (overrides win key by key).
+
+    The tenant's ``pseudonym_key`` goes to the ``logon`` sampler, which hashes account
+    names with it (per tenant, so a user cannot be linked across tenants).
+    """
     merged = copy.deepcopy(DEFAULT_AGENT_CONFIG)
     if tenant_override:
         deep_merge(merged, tenant_override)
+    if pseudonym_key:
+        merged["samplers"].setdefault("logon", {})["pseudonym_key"] = pseudonym_key
     return merged

@@ -86,7 +86,7 @@ def enroll(session: Session, body: bytes, settings: Settings) -> dict[str, objec
     return {
         "device_id": device.id,
         "device_token": device_token,
-        "config": effective_agent_config(tenant.agent_config),
+        "config": effective_agent_config(tenant.agent_config, tenant.pseudonym_key),
     }
 
 
@@ -106,7 +106,9 @@ def authenticate_device(session: Session, token: str) -> Device:
 def agent_config_for(session: Session, device: Device) -> dict[str, object]:
     """The configuration that applies to ``device`` now."""
     tenant = TenantRepository(session).get(device.tenant_id)
-    return effective_agent_config(tenant.agent_config if tenant else None)
+    if tenant is None:
+        return effective_agent_config(None)
+    return effective_agent_config(tenant.agent_config, tenant.pseudonym_key)
 
 
 def _out(device: Device) -> dict[str, object]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import datetime
 from typing import Any
@@ -11,7 +12,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from collector.db import Base, JSONType, UTCDateTime, new_uuid, utcnow
 
-__all__ = ["EnrollmentToken", "Tenant"]
+__all__ = ["EnrollmentToken", "Tenant", "new_pseudonym_key"]
+
+
+def new_pseudonym_key() -> str:
+    """A new random tenant pseudonym key (64 hex characters)."""
+    return secrets.token_hex(32)
 
 
 class Tenant(Base):
@@ -23,6 +29,8 @@ class Tenant(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     agent_config: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    pseudonym_key: Mapped[str] = mapped_column(String(64), default=new_pseudonym_key)
+    """Key of the HMAC with which agents hash user names (hex, 256 bits; never shown)."""
 
 
 class EnrollmentToken(Base):

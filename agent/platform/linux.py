@@ -338,6 +338,9 @@ def crashes_from(
                 events.append(event)
         new_state["apport"] = new_seen
     unique: list[dict[str, Any]] = []
+    # One crash may be both a coredump record and a kernel line: keep the coredump (it has
+    # the executable and the package version); stable sort, then back to time order.
+    events.sort(key=lambda e: e["source"] != "systemd-coredump")
     for event in events:
         pid = event.pop("_pid", None)
         if pid is not None and pid in recent:
@@ -346,6 +349,7 @@ def crashes_from(
             recent.append(pid)
         unique.append(event)
     new_state["pids"] = recent[-64:]
+    unique.sort(key=lambda e: e["ts"])
     return Harvest(unique, json.dumps(new_state), source, degraded)
 
 

@@ -438,7 +438,7 @@ class WtmpRecord:
     ts: datetime
 
 
-_UTMP = struct.Struct("<hi32s4s32s256shhiii4i20s")
+_UTMP = struct.Struct("<h2xi32s4s32s256shhiii4i20s")
 """``struct utmp`` on Linux (glibc, x86-64 and aarch64): 384 bytes."""
 _BOOT_TIME, _RUN_LVL = 2, 1
 

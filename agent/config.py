@@ -62,6 +62,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
             "app_crash": {"enabled": True, "interval_s": 60.0},
             "system_crash": {"enabled": True, "interval_s": 300.0},
             "software_change": {"enabled": True, "interval_s": 300.0},
+            "probe": {"enabled": False, "interval_s": 300.0},
             "agent_health": {"enabled": True, "interval_s": 300.0},
         },
         "config_refresh_s": 300.0,

@@ -114,6 +114,7 @@ _BUILTIN = (
     "agent.samplers.app_crash",
     "agent.samplers.system_crash",
     "agent.samplers.software_change",
+    "agent.samplers.probe",
     "agent.samplers.health",
 )
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from agent.config import SamplerSettings
+from agent.config import DEFAULTS, SamplerSettings
 from agent.runner import SamplerRunner, build_samplers
 from agent.samplers import REGISTRY, SamplerContext, load_builtin_samplers
 from agent.samplers.resource import stall_seconds
@@ -43,7 +43,20 @@ def spooled(spool: Spool) -> list[str]:
 
 def test_builtin_registry() -> None:
     registry = load_builtin_samplers()
-    assert {"boot", "resource_sample", "agent_health"} <= set(registry)
+    assert set(registry) == {
+        "boot",
+        "logon",
+        "resource_sample",
+        "app_resource",
+        "app_hang",
+        "app_crash",
+        "system_crash",
+        "software_change",
+        "probe",
+        "agent_health",
+    }
+    assert list(registry)[-1] == "agent_health"
+    assert set(DEFAULTS["samplers"]) == set(registry)
     assert registry["resource_sample"].interval_s == 60.0
     assert registry["boot"].interval_s == 300.0
 

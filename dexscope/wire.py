@@ -110,12 +110,14 @@ class LogonEvent(_EventBase):
 
 
 class AppHangEvent(_EventBase):
-    """An application stopped responding for ``hang_duration_s``."""
+    """An application stopped responding (for ``hang_duration_s``, where known)."""
 
     type: Literal["app_hang"]
     app_name: Name
     app_version: NotRequired[Version]
-    hang_duration_s: Seconds
+    hang_duration_s: NotRequired[Seconds]
+    """How long it did not respond; absent where the OS records the hang but not its length
+    (Windows Application Hang 1002: at least 5 s, Windows' "not responding" threshold)."""
     source: Name
 
 

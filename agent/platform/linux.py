@@ -121,7 +121,7 @@ def systemd_boot_phases(timeout_s: float = 5.0) -> dict[str, float] | None:
     return parse_systemd_analyze(result.stdout)
 
 
-def boot_phases() -> dict[str, float] | None:
+def boot_phases() -> dict[str, Any] | None:
     """The backend interface's name for :func:`systemd_boot_phases`."""
     return systemd_boot_phases()
 

@@ -3,8 +3,9 @@
 Linux: the boot is keyed by ``/proc/sys/kernel/random/boot_id``; phases come from
 ``systemd-analyze time`` once start-up has finished. Where systemd is absent or fails (a
 container), the event carries ``booted_at`` only: no duration is better than a made-up one.
-Windows and macOS (until their backends land): ``booted_at`` from the OS, keyed by that
-time, ``boot_kind: "unknown"``, no duration.
+Windows: phases from Diagnostics-Performance event 100, the boot kind from Kernel-Boot 27;
+macOS: kernel start to login window from the unified log (see docs/agent.md). Boots without
+a boot id are keyed by their start time.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from dexscope.wire import BootEvent, Event
 
 __all__ = ["BootSampler"]
 
-_WAIT_FOR_PHASES_S = 600.0
-"""Right after boot, systemd may still be starting: wait up to this long for its figures."""
+_WAIT_FOR_PHASES_S = {"linux": 600.0, "macos": 600.0, "windows": 1800.0}
+"""Right after boot the OS may not have written its figures yet (systemd still starting; the
+login window not up; Windows writes Diagnostics-Performance 100 minutes after the desktop is
+idle): wait up to this long after boot for them, then report the boot without them."""
 
 _MARK = "boot.last_reported"
 
@@ -39,8 +42,8 @@ class BootSampler(Sampler):
             return []
         phases = platform.boot_phases()
         uptime_s = (datetime.now(UTC) - booted_at).total_seconds()
-        if phases is None and platform.os_name() == "linux" and uptime_s < _WAIT_FOR_PHASES_S:
-            return []  # systemd may still be starting; look again next round
+        if phases is None and uptime_s < _WAIT_FOR_PHASES_S[platform.os_name()]:
+            return []  # the OS may still be writing its figures; look again next round
         event: BootEvent = {
             **event_base(),  # type: ignore[typeddict-item]
             "type": "boot",

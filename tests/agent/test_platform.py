@@ -1,13 +1,15 @@
-"""The OS facade on this (Linux) machine, and the interim Windows and macOS backends."""
+"""The OS facade on this (Linux) machine, and the shape every OS backend shares."""
 
 from __future__ import annotations
 
+import inspect
 from datetime import UTC, datetime
+from types import ModuleType
 
 import pytest
 
 from agent import platform
-from agent.platform import darwin, windows
+from agent.platform import darwin, linux, windows
 
 
 def test_facade_on_linux() -> None:
@@ -23,8 +25,28 @@ def test_facade_on_linux() -> None:
     assert own.rss_mb() > 0 and own.cpu_percent() >= 0
 
 
-@pytest.mark.parametrize("backend", [windows, darwin])
-def test_interim_backends_report_nothing_invented(backend: object) -> None:
-    assert backend.boot_phases() is None  # type: ignore[attr-defined]
-    assert backend.read_pressure_totals() is None  # type: ignore[attr-defined]
-    assert backend.boot_id() is None  # type: ignore[attr-defined]
+def _shape(function: object) -> tuple[object, ...]:
+    """Required parameters (name, kind) and the return annotation: what the facade relies
+    on (a backend may add parameters with defaults, e.g. a root path for tests)."""
+    signature = inspect.signature(function)  # type: ignore[arg-type]
+    required = [(p.name, p.kind) for p in signature.parameters.values() if p.default is p.empty]
+    return (*required, signature.return_annotation)
+
+
+@pytest.mark.parametrize("backend", [linux, windows, darwin], ids=lambda m: m.__name__)
+def test_every_backend_has_the_facade_functions_with_the_same_signatures(
+    backend: ModuleType,
+) -> None:
+    for name in platform.BACKEND_FUNCTIONS:
+        function = getattr(backend, name, None)
+        assert callable(function), f"{backend.__name__} lacks {name}"
+        assert _shape(function) == _shape(getattr(linux, name)), f"{backend.__name__}.{name}"
+        assert name in backend.__all__
+
+
+@pytest.mark.parametrize("backend", [windows, darwin], ids=lambda m: m.__name__)
+def test_other_os_backends_stay_quiet_on_linux(backend: ModuleType) -> None:
+    # their OS tools are absent here: no figures, no exceptions, nothing invented
+    assert backend.read_pressure_totals() is None
+    assert backend.hung_apps() == []
+    assert backend.foreground_pid() is None

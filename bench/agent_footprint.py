@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.support import CollectorProcess, create_tenant, dexscope_cmd, run_cli
 
 _IMPORTS = (
-    "import agent.main, agent.cli, agent.samplers.boot, agent.samplers.resource, "
-    "agent.samplers.health, dexscope.cli, psutil; "
+    "import agent.main, agent.cli, dexscope.cli, psutil; "
+    "from agent.samplers import load_builtin_samplers; load_builtin_samplers(); "
     "print(psutil.Process().memory_info().rss)"
 )
 

@@ -211,7 +211,19 @@ class SurveyResponseEvent(_EventBase):
     prompt_id: UUID
     outcome: Literal["answered", "dismissed", "snoozed", "expired", "opted_out"]
     value: NotRequired[Annotated[float, at.Ge(-100), at.Le(100)]]
+    """The answer on the question's own scale (stars and emoji 1-5, nps 0-10, ces 1-7,
+    yes_no 0/1); only when ``outcome`` is ``answered``."""
     comment: NotRequired[Text]
+    question_type: NotRequired[Literal["stars", "emoji", "nps", "ces", "yes_no"]]
+    trigger: NotRequired[Literal["pulse", "event", "control"]]
+    """Why the user was asked: a scheduled pulse, an event the agent saw, or a control sample
+    (asked at random, tied to no event, to tell priming from real pain)."""
+    trigger_event_id: NotRequired[UUID]
+    """The event that triggered the prompt (event-triggered campaigns)."""
+    latency_s: NotRequired[Seconds]
+    """From the dialog being shown to the answer (or dismissal)."""
+    user_hash: NotRequired[Annotated[str, at.MaxLen(128)]]
+    """Keyed hash of the user (as in ``logon``); never sent for anonymous campaigns."""
 
 
 class SamplerStats(TypedDict):
@@ -239,6 +251,9 @@ class AgentHealthEvent(_EventBase):
     """True while the watchdog holds the agent throttled (longer intervals, fewer samplers)."""
     watchdog_restarts_total: NotRequired[Count]
     """Times the watchdog restarted the agent for exceeding its limits."""
+    survey_skips: NotRequired[dict[Annotated[str, at.MaxLen(64)], Count]]
+    """Decisions not to ask a survey since the previous ``agent_health``, by reason
+    (``quiet_hours``, ``fatigue``, ``not_sampled``, ``busy``...)."""
 
 
 Event: TypeAlias = (

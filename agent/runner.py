@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from agent.config import SamplerSettings
-from agent.samplers import Sampler, SamplerContext
+from agent.samplers import OBSERVED_TYPES, Sampler, SamplerContext
 from dexscope.wire import Event, SamplerStats
 
 __all__ = ["EventSink", "SamplerRunner", "Scheduler", "build_samplers"]
@@ -62,6 +62,8 @@ class SamplerRunner:
             ctx.staged.clear()
             ctx.staged.update(staged_before)
             log.warning("sampler %s failed: %s", sampler.name, error)
+        else:
+            ctx.observed.extend(e for e in events if e["type"] in OBSERVED_TYPES)
         duration_ms = max(0.0, (self._clock() - started) * 1000)
         with self._lock:
             stats = self._stats.setdefault(

@@ -14,6 +14,7 @@ the boot event are stored together or not at all).
 from __future__ import annotations
 
 import importlib
+from collections import deque
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from agent.spool import SpoolStats
 
 __all__ = [
+    "OBSERVED_TYPES",
     "REGISTRY",
     "Sampler",
     "SamplerContext",
@@ -35,6 +37,10 @@ __all__ = [
     "load_builtin_samplers",
     "register",
 ]
+
+
+OBSERVED_TYPES = frozenset({"app_crash", "app_hang", "boot", "logon", "system_crash"})
+"""Event types the runner shows to other samplers through :attr:`SamplerContext.observed`."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,9 @@ class SamplerContext:
     """Reads a value a previous run remembered (persistent, in the spool database)."""
     staged: dict[str, str] = field(default_factory=dict)
     """Values remembered during this round, committed with the round's events."""
+    observed: deque[Event] = field(default_factory=lambda: deque(maxlen=1000))
+    """Notable events (crashes, hangs, boots, sign-ins) produced by samplers, for samplers
+    that react to them (the survey sampler's event triggers); the reader drains it."""
     agent_state: dict[str, Any] = field(default_factory=dict)
     """The runtime's live state for self-metrics (``throttled``, ``watchdog_restarts_total``)."""
 

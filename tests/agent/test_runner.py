@@ -9,7 +9,7 @@ import pytest
 
 from agent.config import SamplerSettings
 from agent.runner import SamplerRunner, Scheduler, build_samplers
-from agent.samplers import REGISTRY, Sampler, SamplerContext, event_base
+from agent.samplers import Sampler, SamplerContext, event_base, load_builtin_samplers
 from agent.spool import Spool
 from dexscope.wire import Event
 
@@ -102,10 +102,11 @@ def test_build_samplers_health_last_and_reuses_instances() -> None:
         "resource_sample": SamplerSettings(True, 60.0),
         "boot": SamplerSettings(False, 300.0),
     }
-    first = build_samplers(REGISTRY, settings)
+    registry = load_builtin_samplers()  # alone, a test module may not have imported them all
+    first = build_samplers(registry, settings)
     assert [s.name for s in first] == ["resource_sample", "agent_health"]
     settings["boot"] = SamplerSettings(True, 300.0)
-    second = build_samplers(REGISTRY, settings, first)
+    second = build_samplers(registry, settings, first)
     assert [s.name for s in second] == ["resource_sample", "boot", "agent_health"]
     assert second[0] is first[0] and second[2] is first[1]
 

@@ -305,10 +305,12 @@ def _run_once(runtime: AgentRuntime) -> int:
 
 def _run_forever(runtime: AgentRuntime) -> int:
     stop = threading.Event()
+    wake = threading.Event()  # new events spooled (or stopping): the uploader looks now
 
     def _stop(signum: int, _frame: Any) -> None:
         log.info("signal %d: stopping", signum)
         stop.set()
+        wake.set()
 
     def _network_loop() -> None:
         # Everything that talks to the collector runs here, so a slow or hanging collector
@@ -320,10 +322,12 @@ def _run_forever(runtime: AgentRuntime) -> int:
                     runtime.offer_config()
                     next_refresh = time.monotonic() + runtime.config.config_refresh_s
                 delay = runtime.uploader.step()
+                delay = min(delay, max(0.0, next_refresh - time.monotonic()))
             except Exception as exc:  # logged on one line; the loop goes on
                 log.error("upload pass failed: %s: %s", type(exc).__name__, exc)
                 delay = 5.0
-            stop.wait(delay)
+            wake.wait(delay)
+            wake.clear()
 
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
     network = threading.Thread(target=_network_loop, name="uploader", daemon=True)
@@ -338,7 +342,8 @@ def _run_forever(runtime: AgentRuntime) -> int:
                 runtime.apply_offered()
                 if watchdog is None or watchdog.limits.name != runtime.config.watchdog_profile:
                     watchdog = _watchdog(runtime.config)
-                runtime.sample(only_due=True)
+                if runtime.sample(only_due=True):
+                    wake.set()
                 if watchdog is not None:
                     restart = _watch(runtime, watchdog, own)
                     if restart:
@@ -348,6 +353,7 @@ def _run_forever(runtime: AgentRuntime) -> int:
             stop.wait(min(runtime.scheduler.next_in_s(), 1.0))
     finally:
         stop.set()
+        wake.set()
         network.join(timeout=runtime.config.upload.timeout_s + 5)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

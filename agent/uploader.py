@@ -31,7 +31,16 @@ from agent.state import Identity
 from dexscope import __version__
 from dexscope.wire import SCHEMA_VERSION
 
-__all__ = ["Accept", "Decision", "Reject", "Retry", "Uploader", "decide"]
+__all__ = [
+    "IDLE_WAIT_S",
+    "MIN_WAIT_S",
+    "Accept",
+    "Decision",
+    "Reject",
+    "Retry",
+    "Uploader",
+    "decide",
+]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +104,12 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat()
+
+
+IDLE_WAIT_S = 60.0
+"""The longest the upload loop sleeps without being woken."""
+MIN_WAIT_S = 0.05
+"""The shortest sleep between passes (a batch just short of due)."""
 
 
 class Uploader:
@@ -232,10 +247,32 @@ class Uploader:
                 sent += 1
 
     def step(self) -> float:
-        """One pass of the upload loop; returns how long to sleep before the next pass."""
+        """One pass of the upload loop; returns how long to sleep before the next pass.
+
+        The sleep lasts until the next batch can be due (the oldest waiting event reaching
+        the age limit) or the backoff ends, at most :data:`IDLE_WAIT_S`: the loop does not
+        poll the spool. The sampling side wakes the loop early when it spools new events
+        (``agent run`` passes a wake-up event), so a full batch still leaves at once.
+        """
         if self.backoff.ready() and self.due():
             while True:
                 decision = self.send_one()
                 if decision is None or isinstance(decision, Retry) or not self.due():
                     break
-        return min(self.backoff.wait_s(), 5.0) if not self.backoff.ready() else 0.2
+        if not self.backoff.ready():
+            return min(self.backoff.wait_s(), IDLE_WAIT_S)
+        return self.next_due_in_s()
+
+    def next_due_in_s(self) -> float:
+        """Seconds until a batch is due with what the spool holds now (``IDLE_WAIT_S`` when
+        it is empty)."""
+        pending = self.spool.pending()
+        if pending.events == 0 or pending.oldest_created is None:
+            return IDLE_WAIT_S
+        if (
+            pending.events >= self.settings.max_batch_events
+            or pending.unbatched_bytes >= self.settings.max_batch_bytes
+        ):
+            return 0.0
+        wait = pending.oldest_created + self._age_limit - self._clock()
+        return min(max(wait, MIN_WAIT_S), IDLE_WAIT_S)

@@ -14,9 +14,9 @@ the boot event are stored together or not at all).
 from __future__ import annotations
 
 import importlib
-from collections import deque
 import uuid
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime

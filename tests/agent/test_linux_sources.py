@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,13 +31,14 @@ def test_a_real_segfault_is_reported_once() -> None:
         pytest.skip("neither a journal nor /dev/kmsg is readable here (not root?)")
     since = datetime.now(UTC) - timedelta(minutes=5)
     before = linux.crashes_from(None, since, journal=journal)
-    pid = crash_with_sigsegv("dexcrash")
+    name = f"dx{uuid.uuid4().hex[:10]}"  # unique: the kernel log keeps earlier runs' crashes
+    pid = crash_with_sigsegv(name)
     found: list[dict[str, object]] = []
     cursor = before.cursor
     for _ in range(50):  # the kernel logs at once; journald may take a moment
         harvest = linux.crashes_from(cursor, since, journal=journal)
         cursor = harvest.cursor
-        found += [e for e in harvest.events if e["app_name"] == "dexcrash"]
+        found += [e for e in harvest.events if e["app_name"] == name]
         if found:
             break
         time.sleep(0.1)
@@ -49,7 +51,7 @@ def test_a_real_segfault_is_reported_once() -> None:
         assert harvest.degraded == "no journald: reading /dev/kmsg and /var/crash"
     assert pid not in crash.values()  # the kernel line named the pid; the event does not
     again = linux.crashes_from(cursor, since, journal=journal)
-    assert [e for e in again.events if e["app_name"] == "dexcrash"] == []
+    assert [e for e in again.events if e["app_name"] == name] == []
 
 
 def test_journald_records_through_a_real_journal_file(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import http.server
 import json
 import subprocess
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,6 @@ from tests.support import CollectorProcess, Tenant, create_tenant, run_cli
 
 pytestmark = pytest.mark.e2e
 
-PACKAGE = "dexscope-e2e-selftest"
 
 
 class _Ok(http.server.BaseHTTPRequestHandler):
@@ -77,13 +77,15 @@ def test_crash_change_and_probe_reach_the_collector(
             tenant.enrollment_token, "--state-dir", str(state), "--config", str(config), "--once",
         ]  # fmt: skip
         run_cli(*args)  # enrolls; the log samplers take their starting positions
-        crash_with_sigsegv("dexe2ecrash")
+        crash_name = f"dx{uuid.uuid4().hex[:10]}"  # unique: the kernel log keeps earlier runs'
+        crash_with_sigsegv(crash_name)
         reason = dpkg_usable()
+        package = f"dexscope-e2e-{uuid.uuid4().hex[:8]}"  # unique: dpkg.log keeps earlier runs
         if reason is None:
-            subprocess.run(["dpkg", "--purge", PACKAGE], capture_output=True)
-            deb = build_deb(tmp_path, PACKAGE, "2.0-1")
+            subprocess.run(["dpkg", "--purge", package], capture_output=True)
+            deb = build_deb(tmp_path, package, "2.0-1")
             subprocess.run(["dpkg", "-i", str(deb)], check=True, capture_output=True)
-            subprocess.run(["dpkg", "--purge", PACKAGE], check=True, capture_output=True)
+            subprocess.run(["dpkg", "--purge", package], check=True, capture_output=True)
         run_cli(*args)
         run_cli(*args)  # once more: nothing may arrive twice
         status = json.loads(run_cli("agent", "status", "--state-dir", str(state), "--json").stdout)
@@ -92,7 +94,7 @@ def test_crash_change_and_probe_reach_the_collector(
         crashes = [
             e
             for e in _events(collector.url, tenant, device, "app_crash")
-            if e["app_name"] == "dexe2ecrash"
+            if e["app_name"] == crash_name
         ]
         assert len(crashes) == 1, crashes
         assert crashes[0]["exception_code"] == "SIGSEGV"
@@ -101,7 +103,7 @@ def test_crash_change_and_probe_reach_the_collector(
             changes = [
                 (e["change"], e.get("version_from"), e.get("version_to"))
                 for e in _events(collector.url, tenant, device, "software_change")
-                if e["name"] == PACKAGE
+                if e["name"] == package
             ]
             assert changes == [("install", None, "2.0-1"), ("removal", "2.0-1", None)]
 

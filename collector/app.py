@@ -20,6 +20,7 @@ from collector.health.router import router as health_router
 from collector.ingest.router import router as ingest_router
 from collector.metrics import CollectorMetrics
 from collector.settings import Settings
+from collector.surveys.router import router as surveys_router
 from dexscope import __version__
 
 __all__ = ["create_app"]
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(devices_router)
     app.include_router(ingest_router)
+    app.include_router(surveys_router)
     app.include_router(dashboard_router)
 
     @app.middleware("http")

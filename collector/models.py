@@ -4,6 +4,7 @@ from collector.db import Base
 from collector.devices.models import Device, DeviceToken
 from collector.identity.models import ApiKey, User, UserSession
 from collector.ingest.models import Event, IngestBatch
+from collector.surveys.models import SurveyCampaign
 from collector.tenants.models import EnrollmentToken, Tenant
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "EnrollmentToken",
     "Event",
     "IngestBatch",
+    "SurveyCampaign",
     "Tenant",
     "User",
     "UserSession",

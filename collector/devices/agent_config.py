@@ -11,7 +11,7 @@ from typing import Any
 
 from dexscope.merge import deep_merge
 
-__all__ = ["DEFAULT_AGENT_CONFIG", "effective_agent_config"]
+__all__ = ["DEFAULT_AGENT_CONFIG", "DEFAULT_SURVEY_SETTINGS", "effective_agent_config"]
 
 DEFAULT_AGENT_CONFIG: dict[str, Any] = {
     "config_version": 1,
@@ -31,16 +31,33 @@ DEFAULT_AGENT_CONFIG: dict[str, Any] = {
     "campaigns": [],
 }
 
+DEFAULT_SURVEY_SETTINGS: dict[str, Any] = {
+    "min_days_between_prompts": 7,
+    "quiet_hours": ["18:00", "09:00"],
+    "working_days": [0, 1, 2, 3, 4],
+    "snooze_s": 86400,
+}
+"""Survey fatigue defaults (``surveys`` of the agent config; a tenant may override them).
+
+Quiet hours run from the first time to the second (overnight here); working days count
+Monday as 0. The collector adds ``surveys.last_prompt_at`` per device when it serves the
+configuration (:func:`collector.devices.service.agent_config_for`).
+"""
+
 
 def effective_agent_config(
     tenant_override: dict[str, Any] | None, pseudonym_key: str | None = None
 ) -> dict[str, Any]:
     """Defaults deep-merged with a tenant's overrides (overrides win key by key).
 
+    The defaults are :data:`DEFAULT_AGENT_CONFIG` plus ``surveys``
+    (:data:`DEFAULT_SURVEY_SETTINGS`); campaigns are added per device by the caller.
+
     The tenant's ``pseudonym_key`` goes to the ``logon`` sampler, which hashes account
     names with it (per tenant, so a user cannot be linked across tenants).
     """
     merged = copy.deepcopy(DEFAULT_AGENT_CONFIG)
+    merged["surveys"] = copy.deepcopy(DEFAULT_SURVEY_SETTINGS)
     if tenant_override:
         deep_merge(merged, tenant_override)
     if pseudonym_key:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from datetime import timedelta
 
@@ -9,7 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from collector.db import utcnow
-from collector.devices.agent_config import effective_agent_config
+from collector.devices.agent_config import DEFAULT_SURVEY_SETTINGS, effective_agent_config
 from collector.devices.models import Device, DeviceToken
 from collector.devices.repository import DeviceRepository
 from collector.devices.schemas import (
@@ -24,6 +25,7 @@ from collector.devices.schemas import (
 from collector.errors import NotFound, Unauthorized, UnprocessableEntity, loc_to_field
 from collector.security import DEVICE_TOKEN_PREFIX, hash_token, new_token
 from collector.settings import Settings
+from collector.surveys import service as surveys
 from collector.tenants.repository import TenantRepository
 from dexscope.wire import EVENT_TYPES
 
@@ -86,7 +88,7 @@ def enroll(session: Session, body: bytes, settings: Settings) -> dict[str, objec
     return {
         "device_id": device.id,
         "device_token": device_token,
-        "config": effective_agent_config(tenant.agent_config, tenant.pseudonym_key),
+        "config": agent_config_for(session, device),
     }
 
 
@@ -104,11 +106,23 @@ def authenticate_device(session: Session, token: str) -> Device:
 
 
 def agent_config_for(session: Session, device: Device) -> dict[str, object]:
-    """The configuration that applies to ``device`` now."""
+    """The configuration that applies to ``device`` now.
+
+    The tenant's settings, plus the survey campaigns running now that target this device
+    (``campaigns``) and, in ``surveys.last_prompt_at``, when the device last showed a
+    prompt its user saw (ISO 8601 or None), so that a re-installed agent keeps the gap.
+    """
     tenant = TenantRepository(session).get(device.tenant_id)
     if tenant is None:
-        return effective_agent_config(None)
-    return effective_agent_config(tenant.agent_config, tenant.pseudonym_key)
+        config = effective_agent_config(None)
+    else:
+        config = effective_agent_config(tenant.agent_config, tenant.pseudonym_key)
+    config["campaigns"] = surveys.agent_campaigns(session, device)
+    if not isinstance(config.get("surveys"), dict):  # a tenant override replaced the table
+        config["surveys"] = copy.deepcopy(DEFAULT_SURVEY_SETTINGS)
+    last = surveys.last_prompt_at(session, device)
+    config["surveys"]["last_prompt_at"] = last.isoformat() if last is not None else None
+    return config
 
 
 def _out(device: Device) -> dict[str, object]:

@@ -22,7 +22,7 @@ from tests.support import (
 def test_migrate_then_admin_commands(database_url: str) -> None:
     assert json.loads(
         run_cli("collector", "migrate", "--database-url", database_url, "--json").stdout
-    ) == {"revision": "0002"}
+    ) == {"revision": "0003"}
     made = json.loads(
         run_cli("admin", "create-tenant", "Acme", "--database-url", database_url, "--json").stdout
     )

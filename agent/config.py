@@ -46,7 +46,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "upload": {
             "max_batch_events": 500,
             "max_batch_bytes": 1024 * 1024,
-            "max_batch_age_s": 60.0,
+            "max_batch_age_s": 300.0,
             "flush_jitter": 0.1,
             "timeout_s": 10.0,
             "backoff_base_s": 1.0,
@@ -376,6 +376,21 @@ def server_layer(server: Mapping[str, Any], known: frozenset[str]) -> dict[str, 
             taken[name] = value
         else:
             log.warning("collector configures sampler %r, which this agent lacks; ignored", name)
+    campaigns = server.get("campaigns")
+    surveys = server.get("surveys")
+    if (campaigns is not None or surveys is not None) and "survey" in known:
+        # Campaigns and fatigue rules travel as the survey sampler's options, so they are
+        # validated with the rest of the configuration and applied by rebuilding it.
+        if campaigns is not None and not isinstance(campaigns, list):
+            raise AgentConfigError("collector configuration: campaigns must be a list")
+        if surveys is not None and not isinstance(surveys, Mapping):
+            raise AgentConfigError("collector configuration: surveys must be an object")
+        survey = dict(taken.get("survey", {}))
+        if campaigns is not None:
+            survey["campaigns"] = campaigns
+        if surveys is not None:
+            survey["fatigue"] = dict(surveys)
+        taken["survey"] = survey
     layer["samplers"] = taken
     upload = server.get("upload", {})
     if not isinstance(upload, Mapping):

@@ -40,6 +40,7 @@ from agent.uploader import Uploader
 from agent.watchdog import PROFILES, Decision, Watchdog
 
 __all__ = [
+    "MAX_IDLE_S",
     "OPTIONAL_SAMPLERS",
     "STATUS_KEYS",
     "THROTTLE_FACTOR",
@@ -73,6 +74,9 @@ OPTIONAL_SAMPLERS = frozenset({"app_resource", "app_hang", "probe"})
 """Samplers the watchdog pauses while it throttles the agent."""
 THROTTLE_FACTOR = 4.0
 """While throttled, every other sampler runs this many times less often."""
+MAX_IDLE_S = 5.0
+"""The sampling loop sleeps until the next sampler is due, at most this long (a signal
+wakes it at once; configuration changes and the watchdog are looked at on waking)."""
 _SECRET_OPTIONS = frozenset({"pseudonym_key"})
 _SERVER_CONFIG_MARK = "server_config"
 
@@ -350,7 +354,7 @@ def _run_forever(runtime: AgentRuntime) -> int:
                         break
             except Exception as exc:  # e.g. disk full: keep running; the log says why
                 log.error("sampling round failed: %s: %s", type(exc).__name__, exc)
-            stop.wait(min(runtime.scheduler.next_in_s(), 1.0))
+            stop.wait(min(runtime.scheduler.next_in_s(), MAX_IDLE_S))
     finally:
         stop.set()
         wake.set()

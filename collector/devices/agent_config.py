@@ -27,7 +27,7 @@ DEFAULT_AGENT_CONFIG: dict[str, Any] = {
         "probe": {"enabled": False, "interval_s": 300, "targets": []},
         "agent_health": {"enabled": True, "interval_s": 300},
     },
-    "upload": {"max_batch_events": 500, "max_batch_age_s": 60, "max_batch_bytes": 1048576},
+    "upload": {"max_batch_events": 500, "max_batch_age_s": 300, "max_batch_bytes": 1048576},
     "campaigns": [],
 }
 

@@ -1,9 +1,10 @@
-"""``dexscope agent run|status``: argument parsing; the handlers import the agent lazily.
+"""``dexscope agent run|status|survey-helper``: argument parsing; handlers import lazily.
 
 Exit codes of ``run``: 0 done (or stopped by SIGTERM/SIGINT; with ``--once`` also when the
 collector was unreachable after enrollment: the data stays spooled), 2 enrollment refused or
 bad input, 3 collector unreachable at first enrollment. ``status``: 0, or 2 when the state
-directory holds no identity.
+directory holds no identity. ``survey-helper``: 0, or 2 when the survey box
+(``STATE_DIR/surveys``) is missing or unusable, or (with ``--once``) no window can be opened.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``run`` and ``status`` to the ``dexscope agent`` group."""
+    """Add ``run``, ``status`` and ``survey-helper`` to the ``dexscope agent`` group."""
     p = sub.add_parser("run", help="enroll on first start, then sample, spool and upload")
     p.add_argument("--server", help="collector URL (or DEXSCOPE_SERVER_URL)")
     p.add_argument("--enroll-token", help="tenant enrollment token (or DEXSCOPE_ENROLL_TOKEN)")
@@ -34,6 +35,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--state-dir", type=Path, help="the agent's state dir (or DEXSCOPE_STATE_DIR)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_status)
+
+    p = sub.add_parser(
+        "survey-helper",
+        help="show survey prompts in the user's session (run as the user, not the service)",
+        description="Poll the prompt box STATE_DIR/surveys and show each pending prompt in a "
+        "small always-on-top dialog; answers go back to the box for the agent to spool.",
+    )
+    p.add_argument("--state-dir", type=Path, help="the agent's state dir (or DEXSCOPE_STATE_DIR)")
+    p.add_argument("--once", action="store_true", help="show what is pending now, then exit")
+    p.add_argument(
+        "--timeout-s", type=float, default=120.0, help="close an unanswered dialog after this"
+    )
+    p.add_argument("--poll-s", type=float, default=10.0, help="seconds between box checks")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=_survey_helper)
 
 
 def _tags(pairs: list[str]) -> dict[str, str] | None:
@@ -93,3 +109,28 @@ def _status(args: argparse.Namespace) -> int:
     except NotEnrolled as exc:
         raise CliError(str(exc)) from exc
     return 0
+
+
+def _survey_helper(args: argparse.Namespace) -> int:
+    from agent.surveys.box import BoxError
+    from agent.surveys.dialog import DialogError, run_helper
+    from dexscope.cli import CliError
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    state_dir = args.state_dir or (
+        Path(os.environ["DEXSCOPE_STATE_DIR"]) if os.environ.get("DEXSCOPE_STATE_DIR") else None
+    )
+    if state_dir is None:
+        raise CliError("--state-dir (or DEXSCOPE_STATE_DIR) is required")
+    if not 0 < args.timeout_s <= 86400 or not 0 < args.poll_s <= 86400:
+        raise CliError("--timeout-s and --poll-s must be more than 0 and at most 86400")
+    try:
+        return run_helper(
+            state_dir / "surveys", once=args.once, timeout_s=args.timeout_s, poll_s=args.poll_s
+        )
+    except (BoxError, DialogError) as exc:
+        raise CliError(str(exc)) from exc

@@ -57,6 +57,7 @@ def test_all_is_declared_complete_and_documented(name: str) -> None:
         [],
         ["agent", "run"],
         ["agent", "status"],
+        ["agent", "survey-helper"],
         ["collector", "migrate"],
         ["collector", "serve"],
         ["collector", "jobs"],

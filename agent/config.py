@@ -25,6 +25,7 @@ from typing import Any
 
 from agent.errors import AgentConfigError
 from agent.samplers import REGISTRY
+from agent.surveys.model import CampaignError, parse_campaign
 from agent.watchdog import PROFILES
 from dexscope.merge import deep_merge
 
@@ -63,6 +64,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
             "system_crash": {"enabled": True, "interval_s": 300.0},
             "software_change": {"enabled": True, "interval_s": 300.0},
             "probe": {"enabled": False, "interval_s": 300.0},
+            "survey": {"enabled": True, "interval_s": 60.0},
             "agent_health": {"enabled": True, "interval_s": 300.0},
         },
         "config_refresh_s": 300.0,
@@ -387,7 +389,18 @@ def server_layer(server: Mapping[str, Any], known: frozenset[str]) -> dict[str, 
             raise AgentConfigError("collector configuration: surveys must be an object")
         survey = dict(taken.get("survey", {}))
         if campaigns is not None:
-            survey["campaigns"] = campaigns
+            usable = []
+            for raw in campaigns:
+                try:
+                    parse_campaign(raw)
+                except CampaignError as exc:
+                    # one campaign this agent cannot run (a newer collector's, or a broken
+                    # one) must not cost the device its whole configuration
+                    ident = raw.get("id") if isinstance(raw, Mapping) else None
+                    log.warning("ignoring campaign %r from the collector: %s", ident, exc)
+                    continue
+                usable.append(raw)
+            survey["campaigns"] = usable
         if surveys is not None:
             survey["fatigue"] = dict(surveys)
         taken["survey"] = survey

@@ -106,7 +106,11 @@ class AgentRuntime:
         self.runner = SamplerRunner()
         self.registry = load_builtin_samplers()
         self.context = SamplerContext(
-            config.state_dir, self.spool.stats, self.runner.take_stats, self.spool.mark
+            config.state_dir,
+            self.spool.stats,
+            self.runner.take_stats,
+            self.spool.mark,
+            spool_now=lambda events, marks: self.spool.append(events, marks=marks),
         )
         self.config = config
         self.samplers = build_samplers(self.registry, config.samplers)

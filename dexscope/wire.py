@@ -253,7 +253,8 @@ class AgentHealthEvent(_EventBase):
     """Times the watchdog restarted the agent for exceeding its limits."""
     survey_skips: NotRequired[dict[Annotated[str, at.MaxLen(64)], Count]]
     """Decisions not to ask a survey since the previous ``agent_health``, by reason
-    (``quiet_hours``, ``fatigue``, ``not_sampled``, ``busy``...)."""
+    (``quiet_hours``, ``fatigue``, ``not_sampled``, ``busy``...), and answer files the prompt
+    box refused (``answer_rejected_REASON``)."""
 
 
 Event: TypeAlias = (

@@ -17,7 +17,7 @@ import importlib
 import uuid
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +56,10 @@ class SamplerContext:
     """Reads a value a previous run remembered (persistent, in the spool database)."""
     staged: dict[str, str] = field(default_factory=dict)
     """Values remembered during this round, committed with the round's events."""
+    spool_now: Callable[[Sequence[Event], Mapping[str, str]], int] | None = None
+    """Stores events and values at once, outside the round's transaction: for a sampler that
+    takes data out of somewhere else (the survey box) and must not let go of it before it is
+    safely spooled. None where no spool is at hand."""
     observed: deque[Event] = field(default_factory=lambda: deque(maxlen=1000))
     """Notable events (crashes, hangs, boots, sign-ins) produced by samplers, for samplers
     that react to them (the survey sampler's event triggers); the reader drains it."""
@@ -124,6 +128,7 @@ _BUILTIN = (
     "agent.samplers.system_crash",
     "agent.samplers.software_change",
     "agent.samplers.probe",
+    "agent.samplers.survey",
     "agent.samplers.health",
 )
 

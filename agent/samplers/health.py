@@ -44,6 +44,9 @@ class HealthSampler(Sampler):
         }
         if "throttled" in ctx.agent_state:
             event["throttled"] = bool(ctx.agent_state["throttled"])
+        skips = ctx.agent_state.pop("survey_skips", None)
+        if skips:
+            event["survey_skips"] = {str(k)[:64]: int(v) for k, v in skips.items()}
         if "watchdog_restarts_total" in ctx.agent_state:
             event["watchdog_restarts_total"] = int(ctx.agent_state["watchdog_restarts_total"])
         self._last = now

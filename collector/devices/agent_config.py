@@ -25,6 +25,7 @@ DEFAULT_AGENT_CONFIG: dict[str, Any] = {
         "system_crash": {"enabled": True, "interval_s": 300},
         "software_change": {"enabled": True, "interval_s": 300},
         "probe": {"enabled": False, "interval_s": 300, "targets": []},
+        "survey": {"enabled": True, "interval_s": 60},
         "agent_health": {"enabled": True, "interval_s": 300},
     },
     "upload": {"max_batch_events": 500, "max_batch_age_s": 300, "max_batch_bytes": 1048576},

@@ -126,6 +126,9 @@ def test_a_newer_collector_config_is_taken_in_part(
     assert config.upload.max_batch_age_s == 5.0
     assert config.server_config_version == 3
     assert "hologram" in caplog.text and "upload.compression" in caplog.text
+    # a campaign this agent cannot parse is dropped, not the configuration
+    assert config.samplers["survey"].options["campaigns"] == []
+    assert "ignoring campaign 'c1'" in caplog.text
 
 
 def test_collector_cannot_set_local_only_keys(tmp_path: Path) -> None:

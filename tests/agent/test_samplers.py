@@ -53,6 +53,7 @@ def test_builtin_registry() -> None:
         "system_crash",
         "software_change",
         "probe",
+        "survey",
         "agent_health",
     }
     assert list(registry)[-1] == "agent_health"

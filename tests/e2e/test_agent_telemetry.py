@@ -22,7 +22,6 @@ from tests.support import CollectorProcess, Tenant, create_tenant, run_cli
 pytestmark = pytest.mark.e2e
 
 
-
 class _Ok(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body = b"ok"

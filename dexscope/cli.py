@@ -13,7 +13,12 @@ from collections.abc import Sequence
 
 from dexscope import __version__
 
-__all__ = ["CliError", "build_parser", "main"]
+__all__ = [
+    "CliError",
+    "build_parser",
+    "dispatch",
+    "main",
+]
 
 
 class CliError(Exception):
@@ -49,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dexscope`` console script."""
-    parser = build_parser()
+    return dispatch(build_parser(), argv)
+
+
+def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen handler: a :class:`CliError` becomes a one-line
+    message and exit code 2, Ctrl-C exit code 130 (shared with the frozen agent's entry)."""
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)

@@ -30,6 +30,9 @@ __all__ = [
     "EVENT_TYPES",
     "MAX_EVENTS_PER_BATCH",
     "SCHEMA_VERSION",
+    "SURVEY_OUTCOMES",
+    "SURVEY_SCALES",
+    "SURVEY_TRIGGER_EVENT_TYPES",
     "AgentHealthEvent",
     "AppCrashEvent",
     "AppHangEvent",
@@ -51,6 +54,21 @@ __all__ = [
 
 SCHEMA_VERSION: Final = 1
 """The wire schema version this module describes; a batch carries it as ``schema_version``."""
+
+SURVEY_SCALES: Final[dict[str, tuple[int, int]]] = {
+    "stars": (1, 5),
+    "emoji": (1, 5),
+    "nps": (0, 10),
+    "ces": (1, 7),
+    "yes_no": (0, 1),
+}
+"""The answer scale (lowest, highest value) of each survey question type."""
+SURVEY_OUTCOMES: Final = ("answered", "dismissed", "snoozed", "expired", "opted_out")
+"""What can become of a survey prompt (``survey_response.outcome``)."""
+SURVEY_TRIGGER_EVENT_TYPES: Final = frozenset(
+    {"app_crash", "app_hang", "boot", "logon", "system_crash"}
+)
+"""Event types that may trigger a survey."""
 
 MAX_EVENTS_PER_BATCH: Final = 5000
 """Hard upper bound of events in one batch (the agent's default batch is far smaller)."""

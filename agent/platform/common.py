@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import uuid
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath, PureWindowsPath
@@ -26,6 +27,7 @@ __all__ = [
     "Harvest",
     "HungApp",
     "app_name_from_path",
+    "load_cursor",
     "pseudonymise",
     "stable_event_id",
 ]
@@ -85,3 +87,15 @@ def pseudonymise(key: bytes, value: str) -> str:
     """A keyed hash (HMAC-SHA-256, hex, 32 chars) of ``value``: stable per tenant key, so the
     same user is recognisable across devices of one tenant and nowhere else."""
     return hmac.new(key, value.casefold().encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def load_cursor(cursor: str | None) -> dict[str, Any]:
+    """A JSON-object cursor as a dict; empty (start afresh) when absent or unreadable, so a
+    damaged cursor costs a re-read (stable event ids keep it from doubling), never a crash."""
+    if not cursor:
+        return {}
+    try:
+        value = json.loads(cursor)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.platform import darwin_reports as reports
-from agent.platform.common import Harvest, HungApp
+from agent.platform.common import Harvest, HungApp, load_cursor
 
 __all__ = [
     "LOG_EXE",
@@ -111,16 +111,6 @@ def log_show(predicate: str, start: datetime, run: Runner = run_command) -> list
     return reports.parse_ndjson(output) if output else []
 
 
-def _load(cursor: str | None) -> dict[str, Any]:
-    if not cursor:
-        return {}
-    try:
-        value = json.loads(cursor)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _iso(value: Any, default: datetime) -> datetime:
     try:
         parsed = datetime.fromisoformat(str(value))
@@ -159,7 +149,7 @@ def _scan(
     """New report files (by modification time, then name) parsed into events; the new
     cursor ``{"mtime": newest, "seen": {name: mtime}}``; and how many files were skipped as
     unreadable, oversized or malformed."""
-    state = _load(cursor)
+    state = load_cursor(cursor)
     mark = float(state.get("mtime", since.timestamp()))
     seen: dict[str, float] = {
         k: float(v) for k, v in state.get("seen", {}).items() if isinstance(v, int | float)
@@ -269,7 +259,7 @@ def system_crashes_from(
 ) -> Harvest:
     """Kernel panics (``.panic`` and ``.ips`` reports of log type 210) and abnormal shutdowns
     (the SMC's ``Previous shutdown cause`` in the unified log, Intel Macs only)."""
-    state = _load(cursor)
+    state = load_cursor(cursor)
     folders = [_SYSTEM_REPORTS] if dirs is None else list(dirs)
     folders = [d for d in folders if d.is_dir()]
     events, reports_cursor, skipped = _scan(
@@ -309,7 +299,7 @@ def logons_from(cursor: str | None, since: datetime, *, run: Runner | None = Non
     runner = run if run is not None else (run_command if _on_macos() else None)
     if runner is None:
         return Harvest([], cursor, "none", "not macOS: no unified log")
-    state = _load(cursor)
+    state = load_cursor(cursor)
     start = _iso(state.get("start"), since)
     done = _iso(state.get("done"), start - timedelta(microseconds=1))
     records = log_show(_LOGON_PREDICATE, start, runner)
@@ -343,7 +333,7 @@ def software_changes_from(
     the version last installed under the same name, however long ago; the cursor holds the
     newest entry's date and the keys of the entries at that date.
     """
-    state = _load(cursor)
+    state = load_cursor(cursor)
     after = _iso(state.get("after"), since)
     done = [k for k in state.get("at", []) if isinstance(k, str)]
     try:

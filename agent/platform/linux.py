@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.platform import linux_logs as logs
-from agent.platform.common import Harvest, HungApp
+from agent.platform.common import Harvest, HungApp, load_cursor
 
 __all__ = [
     "Journal",
@@ -222,16 +222,6 @@ class Journal:
         return records, last
 
 
-def _load(cursor: str | None) -> dict[str, Any]:
-    if not cursor:
-        return {}
-    try:
-        value = json.loads(cursor)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _monotonic_epoch() -> float:
     # kmsg stamps records on the kernel's monotonic clock; anchoring it on the wall clock now
     # (rather than /proc/stat's btime) stays right after a suspended or restored VM.
@@ -272,7 +262,7 @@ def crashes_from(
     lines) where the machine keeps a journal; else ``/dev/kmsg`` segfault/trap lines and
     apport reports in ``/var/crash``. One crash seen by two sources is reported once (by pid).
     """
-    state = _load(cursor)
+    state = load_cursor(cursor)
     recent: list[int] = [p for p in state.get("pids", []) if isinstance(p, int)]
     events: list[dict[str, Any]] = []
     if journal.available():
@@ -374,7 +364,7 @@ def logons_from(cursor: str | None, since: datetime, *, journal: Journal) -> Har
         return Harvest(
             [], cursor, "none", "no journald: sign-in durations need systemd-logind records"
         )
-    state = _load(cursor)
+    state = load_cursor(cursor)
     last = datetime.fromisoformat(state["last"]) if "last" in state else since
     records, _ = journal.records(
         [
@@ -399,7 +389,7 @@ def system_crashes_from(
 ) -> Harvest:
     """Unclean shutdowns (a boot in wtmp with no shutdown record before it) and kernel
     panics kept by pstore across the reboot."""
-    state = _load(cursor)
+    state = load_cursor(cursor)
     events: list[dict[str, Any]] = []
     after = datetime.fromisoformat(state["wtmp"]) if "wtmp" in state else since
     try:
@@ -474,7 +464,7 @@ def software_changes_from(
 ) -> Harvest:
     """Package installs, updates and removals from dpkg's and dnf's logs (followed by
     inode and offset, across a log rotation)."""
-    state = _load(cursor)
+    state = load_cursor(cursor)
     first = not state
     events: list[dict[str, Any]] = []
     new_state: dict[str, Any] = {}

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
+from dexscope.wire import SURVEY_OUTCOMES, SURVEY_SCALES, SURVEY_TRIGGER_EVENT_TYPES
+
 __all__ = [
     "EVENT_TRIGGER_TYPES",
     "OUTCOMES",
@@ -42,17 +44,11 @@ QuestionType = Literal["stars", "emoji", "nps", "ces", "yes_no"]
 TriggerKind = Literal["pulse", "event", "control"]
 Outcome = Literal["answered", "dismissed", "snoozed", "expired", "opted_out"]
 
-SCALES: Final[Mapping[str, tuple[int, int]]] = {
-    "stars": (1, 5),
-    "emoji": (1, 5),
-    "nps": (0, 10),
-    "ces": (1, 7),
-    "yes_no": (0, 1),
-}
-"""The answer scale of each question type: lowest and highest value (integers)."""
-EVENT_TRIGGER_TYPES: Final = frozenset({"app_crash", "app_hang", "boot", "logon", "system_crash"})
+SCALES: Final[Mapping[str, tuple[int, int]]] = SURVEY_SCALES
+"""The answer scale of each question type: lowest and highest value (from the wire)."""
+EVENT_TRIGGER_TYPES: Final = SURVEY_TRIGGER_EVENT_TYPES
 """Event types that may trigger a survey."""
-OUTCOMES: Final = ("answered", "dismissed", "snoozed", "expired", "opted_out")
+OUTCOMES: Final = SURVEY_OUTCOMES
 """What can become of a prompt (the wire's ``survey_response.outcome``)."""
 
 

@@ -26,6 +26,8 @@ from pydantic import (
     field_validator,
 )
 
+from dexscope.wire import SURVEY_OUTCOMES, SURVEY_SCALES, SURVEY_TRIGGER_EVENT_TYPES
+
 __all__ = [
     "CAMPAIGN_REQUEST",
     "EVENT_TRIGGER_TYPES",
@@ -46,19 +48,13 @@ __all__ = [
     "Targeting",
 ]
 
-SCALES: Final[Mapping[str, tuple[int, int]]] = {
-    "stars": (1, 5),
-    "emoji": (1, 5),
-    "nps": (0, 10),
-    "ces": (1, 7),
-    "yes_no": (0, 1),
-}
-"""Answer scale (lowest, highest value) of each question type, as in the agent."""
+SCALES: Final[Mapping[str, tuple[int, int]]] = SURVEY_SCALES
+"""Answer scale (lowest, highest value) of each question type (shared with the agent)."""
 
-EVENT_TRIGGER_TYPES: Final = frozenset({"app_crash", "app_hang", "boot", "logon", "system_crash"})
-"""Event types that may trigger a survey, as in the agent."""
+EVENT_TRIGGER_TYPES: Final = SURVEY_TRIGGER_EVENT_TYPES
+"""Event types that may trigger a survey (shared with the agent)."""
 
-OUTCOMES: Final = ("answered", "dismissed", "snoozed", "expired", "opted_out")
+OUTCOMES: Final = SURVEY_OUTCOMES
 """What can become of a prompt (the wire's ``survey_response.outcome``)."""
 
 TRIGGER_KINDS: Final = ("pulse", "event", "control")

@@ -32,7 +32,7 @@ if not getattr(sys, "frozen", False):  # a source checkout: make `agent` importa
 import agent  # first: blocks httpx._main before anything imports httpx
 import agent.cli
 from dexscope import __version__
-from dexscope.cli import CliError
+from dexscope.cli import dispatch
 
 __all__ = ["BUILD_INFO_NAME", "PROG", "build_info", "build_parser", "main", "version_string"]
 
@@ -82,15 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen handler; the exit codes of ``dexscope agent``."""
-    args = build_parser().parse_args(argv)
-    try:
-        code: int = args.func(args)
-    except CliError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return code
+    return dispatch(build_parser(), argv)
 
 
 if __name__ == "__main__":

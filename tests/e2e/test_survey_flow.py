@@ -1,5 +1,6 @@
 """End to end, a survey: a campaign created through the API reaches a real agent, a real
-dialog shows on a virtual screen, a click lands as a scored answer at the collector."""
+dialog shows on a virtual screen, a click lands as a scored answer at the collector — after
+waiting in the agent's spool while the collector was down."""
 
 from __future__ import annotations
 
@@ -98,7 +99,15 @@ def test_campaign_reaches_the_dialog_and_the_click_is_scored(
                 helper.kill()
                 helper.communicate()
 
-        run_cli(*agent)  # collects the answer and uploads it
+        # Offline: the collector is down when the agent collects the answer; it waits in the
+        # spool and arrives, once, when the collector is back.
+        collector.stop()
+        run_cli(*agent)  # collects the answer; the upload fails (exit 0, data kept)
+        status = json.loads(run_cli("agent", "status", "--state-dir", str(state), "--json").stdout)
+        assert status["spool_events"] >= 1 and status["last_error"] is not None
+        assert box.open_prompts() == []  # the box let go: the answer is in the spool
+        collector.start()
+        run_cli(*agent)  # uploads it
         run_cli(*agent)  # once more: the answer is not sent twice
         results = httpx.get(
             f"{collector.url}/api/v1/campaigns/{campaign}/results", headers=api

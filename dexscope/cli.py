@@ -1,8 +1,9 @@
 """The ``dexscope`` command line.
 
 Sub-command groups register themselves from their own packages (``agent.cli``,
-``collector.cli``, ``dexscope.demo``) and import their heavy dependencies only inside their
-handlers, so ``dexscope agent run`` never loads the collector's stack.
+``collector.cli``, ``dexscope.demo``, ``dexscope.simulate_cli``) and import their heavy
+dependencies only inside their handlers, so ``dexscope agent run`` never loads the
+collector's stack.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     import agent.cli
     import collector.cli
     import dexscope.demo
+    import dexscope.simulate_cli
 
     parser = argparse.ArgumentParser(
         prog="dexscope",
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     collector.cli.register_admin(admin_parser.add_subparsers(dest="admin_command", required=True))
 
     dexscope.demo.register(groups)
+    dexscope.simulate_cli.register(groups)
     return parser
 
 

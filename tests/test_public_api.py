@@ -65,6 +65,7 @@ def test_all_is_declared_complete_and_documented(name: str) -> None:
         ["admin", "create-api-key"],
         ["admin", "create-user"],
         ["demo"],
+        ["simulate"],
     ],
 )
 def test_every_command_has_help(argv: list[str]) -> None:

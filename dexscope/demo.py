@@ -1,8 +1,10 @@
 """``dexscope demo``: a collector on embedded SQLite with this machine's agent reporting to it.
 
 It starts two real processes — ``dexscope collector serve`` and ``dexscope agent run`` — in a
-data directory, creates a tenant and a dashboard login, prints the URL and the login, and
-stops both cleanly on Ctrl-C. Later versions add the simulated fleet and the scoring jobs.
+data directory, creates a tenant and a dashboard login, loads a simulated fleet through the
+public API on the first run (``dexscope simulate``: ``--devices`` devices over the last
+``--days`` days; ``--devices 0`` for none), prints the URL and the login, and stops
+everything cleanly on Ctrl-C. The scoring and detection jobs join it with their issues.
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["register", "run_demo"]
 
@@ -36,6 +43,15 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="where the demo keeps its data",
     )
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default loopback)")
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=25,
+        help="simulated devices loaded on the first run (default 25; 0 for none)",
+    )
+    p.add_argument(
+        "--days", type=int, default=7, help="days of simulated history (default 7, at most 30)"
+    )
     p.set_defaults(func=run_demo)
 
 
@@ -65,6 +81,63 @@ def _port_free(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) != 0
 
 
+def _load_fleet(
+    args: argparse.Namespace,
+    state: dict[str, Any],
+    state_path: Path,
+    data_dir: Path,
+    url: str,
+    env: dict[str, str],
+    console: Console,
+) -> None:
+    """Upload the simulated fleet once (remembered in the demo's state file).
+
+    A failure is reported and the demo goes on without the fleet: this machine's agent is
+    still there to look at.
+    """
+    if args.devices == 0:
+        return
+    if "fleet" in state:
+        fleet = state["fleet"]
+        if (fleet["devices"], fleet["days"]) != (args.devices, args.days):
+            console.print(
+                f"[yellow]this data directory already holds a fleet of {fleet['devices']} "
+                f"devices over {fleet['days']} days; use another --data-dir for a new one[/]"
+            )
+        return
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    console.print(f"Loading a simulated fleet: {args.devices} devices, {args.days} days…")
+    result = subprocess.run(
+        _dexscope(
+            "simulate",
+            "--devices",
+            str(args.devices),
+            "--days",
+            str(args.days),
+            "--seed",
+            "1",
+            "--end",
+            end.isoformat(),
+            "--out",
+            str(data_dir / "fleet"),
+            "--server",
+            url,
+            "--enroll-token",
+            state["enrollment_token"],
+        ),
+        env=env,
+        check=False,
+    )
+    if result.returncode != 0:
+        console.print(
+            f"[yellow]the simulated fleet could not be loaded (exit {result.returncode}); "
+            "the demo goes on with this machine's agent only[/]"
+        )
+        return
+    state["fleet"] = {"devices": args.devices, "days": args.days, "end": end.isoformat()}
+    state_path.write_text(json.dumps(state))
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo until Ctrl-C."""
     from rich.console import Console
@@ -74,6 +147,10 @@ def run_demo(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     data_dir: Path = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if args.devices < 0 or args.devices > 10_000:
+        raise CliError("--devices must be between 0 and 10000")
+    if not 1 <= args.days <= 30:
+        raise CliError("--days must be between 1 and 30 (the collector keeps 35 days)")
     if not _port_free(args.host, args.port):
         raise CliError(f"port {args.port} is in use; pick another with --port")
     db_url = f"sqlite:///{data_dir / 'collector.db'}"
@@ -167,6 +244,7 @@ def run_demo(args: argparse.Namespace) -> int:
             stderr=agent_log,
         )
         procs.append(agent)
+        _load_fleet(args, state, state_path, data_dir, url, env, console)
         console.print(f"[bold green]DexScope demo running[/] — dashboard: [link]{url}/[/link]")
         console.print(
             f"  sign in as [bold]{state['email']}[/] with password [bold]{state['password']}[/]"

@@ -1,0 +1,56 @@
+"""``dexscope demo`` — the README's main command — as a real process: it loads the simulated
+fleet, enrolls this machine's agent, prints the dashboard and the login, and stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import REPO, count_rows, dexscope_cmd, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_loads_a_fleet_and_this_machine_then_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    data = tmp_path / "demo"
+    proc = subprocess.Popen(
+        dexscope_cmd(
+            "demo", "--port", str(port), "--data-dir", str(data), "--devices", "3", "--days", "2"
+        ),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    db = f"sqlite:///{data / 'collector.db'}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[1]
+            if (
+                (data / "demo.json").exists()
+                and "fleet" in json.loads((data / "demo.json").read_text())
+                and count_rows(db, "devices") >= 4
+            ):  # 3 simulated + this machine's agent
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the demo never loaded its fleet and agent")
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+        login = httpx.get(f"http://127.0.0.1:{port}/login")
+        assert login.status_code == 200
+        assert count_rows(db, "events") > 1000
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "DexScope demo running" in err and "admin@demo.dexscope" in err
+    state = json.loads((data / "demo.json").read_text())
+    assert state["fleet"]["devices"] == 3

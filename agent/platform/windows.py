@@ -29,6 +29,7 @@ from typing import Any
 from agent.platform.common import Harvest, HungApp, app_name_from_path
 from agent.platform.windows_events import (
     CRASH_PAIR_WINDOW_S,
+    UNINSTALL_STATE_KEY,
     WinEvent,
     app_crash_from,
     app_hang_from,
@@ -45,6 +46,7 @@ from agent.platform.windows_events import (
     parse_time,
     software_change_from,
     system_crash_from,
+    uninstall_changes,
 )
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "SOFTWARE_APPLICATION_SELECTOR",
     "SOFTWARE_SYSTEM_SELECTOR",
     "SYSTEM_CRASH_SELECTOR",
+    "UninstallReader",
     "WevtutilError",
     "WevtutilRunner",
     "boot_id",
@@ -74,6 +77,7 @@ __all__ = [
     "read_pressure_totals",
     "read_software_changes",
     "read_system_crashes",
+    "read_uninstall_keys",
     "run_wevtutil",
 ]
 
@@ -274,11 +278,80 @@ def harvest_system_crashes(cursor: str | None, since: datetime, run: WevtutilRun
     return _harvest(events, before, state, f"wevtutil:{log_name}", _skipped(skipped, log_name))
 
 
-def harvest_software_changes(cursor: str | None, since: datetime, run: WevtutilRunner) -> Harvest:
+UninstallReader = Callable[[], dict[str, dict[str, str]]]
+"""Reads the Uninstall keys: key name -> ``{"name", "version", "publisher", "msi"}``."""
+
+_UNINSTALL_ROOTS = (
+    r"SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall",
+    r"SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall",
+)
+
+
+def read_uninstall_keys() -> dict[str, dict[str, str]]:  # pragma: no cover - Windows only
+    """The machine-wide installed programs (HKLM Uninstall keys, 64- and 32-bit views):
+    display name, version, publisher and whether Windows Installer owns the entry. System
+    components and entries without a display name are skipped; per-user installs (HKCU of
+    each profile) are not read by the service. Empty on other OSes."""
+    if sys.platform != "win32":
+        return {}
+    import winreg
+
+    out: dict[str, dict[str, str]] = {}
+    for root in _UNINSTALL_ROOTS:
+        try:
+            parent = winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, root)
+        except OSError:
+            continue
+        with parent:
+            index = 0
+            while True:
+                try:
+                    name = winreg.EnumKey(parent, index)
+                except OSError:
+                    break
+                index += 1
+                try:
+                    with winreg.OpenKey(parent, name) as key:
+                        values = {}
+                        for value in ("DisplayName", "DisplayVersion", "Publisher",
+                                      "WindowsInstaller", "SystemComponent"):  # fmt: skip
+                            try:
+                                values[value] = str(winreg.QueryValueEx(key, value)[0])
+                            except OSError:
+                                continue
+                except OSError:
+                    continue
+                if not values.get("DisplayName") or values.get("SystemComponent") == "1":
+                    continue
+                out[f"{root.split(chr(92))[1]}\\{name}"] = {
+                    "name": values["DisplayName"],
+                    "version": values.get("DisplayVersion", ""),
+                    "publisher": values.get("Publisher", ""),
+                    "msi": values.get("WindowsInstaller", "0"),
+                }
+    return out
+
+
+def harvest_software_changes(
+    cursor: str | None,
+    since: datetime,
+    run: WevtutilRunner,
+    read_registry: UninstallReader = read_uninstall_keys,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Harvest:
     """``software_change`` events: Windows Update 19 and UserPnp 20001 (System log), MSI
-    1033 / 1034 (Application log; an upgrade's removal + installation merged into ``update``)."""
+    1033 / 1034 (Application log; an upgrade's removal + installation merged into ``update``),
+    and the changes between two snapshots of the Uninstall keys (installers that log nothing;
+    see :func:`agent.platform.windows_events.uninstall_changes`)."""
     state = load_cursor(cursor)
     before = dump_cursor(state)
+    snapshot = read_registry()
+    previous = state.get(UNINSTALL_STATE_KEY)
+    registry_events = uninstall_changes(
+        previous if isinstance(previous, dict) else None, snapshot, now()
+    )
+    if snapshot or previous is not None:
+        state[UNINSTALL_STATE_KEY] = snapshot
     events: list[dict[str, Any]] = []
     problems: list[str] = []
     for log_name, selector in (
@@ -292,8 +365,8 @@ def harvest_software_changes(cursor: str | None, since: datetime, run: WevtutilR
             continue
         problems += _skipped(skipped, log_name)
         events += [c for e in records if (c := software_change_from(e, log_name)) is not None]
-    events = pair_msi_updates(events)
-    return _harvest(events, before, state, "wevtutil:System+Application", problems)
+    events = pair_msi_updates(events) + registry_events
+    return _harvest(events, before, state, "wevtutil:System+Application+registry", problems)
 
 
 def harvest_logons(cursor: str | None, since: datetime, run: WevtutilRunner) -> Harvest:

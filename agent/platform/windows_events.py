@@ -57,6 +57,7 @@ __all__ = [
     "HUNG_WINDOW_THRESHOLD_S",
     "MSI_UPDATE_WINDOW_S",
     "SYSTEM_CRASH_WINDOW_S",
+    "UNINSTALL_STATE_KEY",
     "WinEvent",
     "app_crash_from",
     "app_hang_from",
@@ -75,6 +76,7 @@ __all__ = [
     "parse_time",
     "software_change_from",
     "system_crash_from",
+    "uninstall_changes",
 ]
 
 log = logging.getLogger(__name__)
@@ -593,3 +595,59 @@ def build_query(selector: str, last_record_id: int | None, since: datetime) -> s
         text = stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
         after = f"TimeCreated[@SystemTime>='{text}']"
     return f"*[System[({selector}) and {after}]]"
+
+
+UNINSTALL_STATE_KEY = "_uninstall"
+"""Where the software-change cursor keeps the last snapshot of the Uninstall keys."""
+
+
+def uninstall_changes(
+    previous: Mapping[str, Mapping[str, str]] | None,
+    current: Mapping[str, Mapping[str, str]],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """``software_change`` events from two snapshots of the registry's Uninstall keys.
+
+    A snapshot maps the key name to ``{"name", "version", "publisher", "msi"}`` (what
+    :func:`agent.platform.windows.read_uninstall_keys` reads). A key that appears is an
+    install, one that disappears a removal, a changed ``DisplayVersion`` an update with both
+    versions: this is how EXE installers and per-machine apps that log nothing are seen.
+    Entries installed by Windows Installer (``msi`` = "1") are left to the MsiInstaller
+    1033/1034 events, so one change is not counted twice. The first snapshot (``previous``
+    None) is the baseline: nothing is reported. ``ts`` is when the change was seen (the
+    registry keeps only an install date); the event id derives from the key and versions.
+    """
+    if previous is None:
+        return []
+    events: list[dict[str, Any]] = []
+
+    def add(
+        key: str, change: str, entry: Mapping[str, str], old: str | None, new: str | None
+    ) -> None:
+        if entry.get("msi") == "1" or not entry.get("name"):
+            return
+        event: dict[str, Any] = {
+            "event_id": stable_event_id("uninstall-keys", f"{key}\x00{old}\x00{new}"),
+            "ts": now,
+            "type": "software_change",
+            "change": change,
+            "name": entry["name"][:_MAX_NAME],
+            "source": "registry:Uninstall",
+        }
+        if old:
+            event["version_from"] = old[:_MAX_VERSION]
+        if new:
+            event["version_to"] = new[:_MAX_VERSION]
+        if entry.get("publisher"):
+            event["publisher"] = entry["publisher"][:_MAX_NAME]
+        events.append(event)
+
+    for key in sorted(set(current) - set(previous)):
+        add(key, "install", current[key], None, current[key].get("version") or None)
+    for key in sorted(set(previous) - set(current)):
+        add(key, "removal", previous[key], previous[key].get("version") or None, None)
+    for key in sorted(set(current) & set(previous)):
+        old, new = previous[key].get("version") or None, current[key].get("version") or None
+        if old != new:
+            add(key, "update", current[key], old, new)
+    return events

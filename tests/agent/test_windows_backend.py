@@ -553,3 +553,69 @@ def test_event_ids_are_uuids_and_stable() -> None:
     )
     assert isinstance(one.events[0]["event_id"], UUID)
     assert one.events[0]["event_id"] == two.events[0]["event_id"]
+
+
+# -- the Uninstall keys: installers that log nothing -------------------------------------
+
+NOTEPADPP = {"name": "Notepad++ (64-bit x64)", "version": "8.6.2", "publisher": "Notepad++ Team"}
+ZOOM = {"name": "Zoom Workplace (64-bit)", "version": "6.0.11", "publisher": "Zoom", "msi": "0"}
+OFFICE_MSI = {"name": "Microsoft Office LTSC", "version": "16.0.1", "publisher": "MS", "msi": "1"}
+
+
+def test_uninstall_key_snapshots_give_installs_updates_and_removals() -> None:
+    seen = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    first = {"Microsoft\\Notepad++": NOTEPADPP, "Microsoft\\{OFFICE}": OFFICE_MSI}
+    assert we.uninstall_changes(None, first, seen) == []  # the first snapshot is the baseline
+    second = {
+        "Microsoft\\Notepad++": {**NOTEPADPP, "version": "8.6.4"},
+        "Microsoft\\ZoomUMX": ZOOM,
+        "Microsoft\\{OFFICE}": {**OFFICE_MSI, "version": "16.0.2"},  # MSI: its own events
+    }
+    events = we.uninstall_changes(first, second, seen)
+    assert strip_ids(events) == [
+        {
+            "type": "software_change",
+            "change": "install",
+            "name": "Zoom Workplace (64-bit)",
+            "version_to": "6.0.11",
+            "publisher": "Zoom",
+            "source": "registry:Uninstall",
+        },
+        {
+            "type": "software_change",
+            "change": "update",
+            "name": "Notepad++ (64-bit x64)",
+            "version_from": "8.6.2",
+            "version_to": "8.6.4",
+            "publisher": "Notepad++ Team",
+            "source": "registry:Uninstall",
+        },
+    ]
+    for event in events:
+        wire_valid(event)
+    removed = we.uninstall_changes(second, {"Microsoft\\ZoomUMX": ZOOM}, seen)
+    assert [(e["change"], e["name"], e.get("version_from")) for e in removed] == [
+        ("removal", "Notepad++ (64-bit x64)", "8.6.4")
+    ]
+    # the same change seen twice (a cursor lost) has the same id: stored once
+    again = we.uninstall_changes(first, second, seen + timedelta(minutes=5))
+    assert [e["event_id"] for e in again] == [e["event_id"] for e in events]
+
+
+def test_software_harvest_keeps_the_registry_snapshot_in_its_cursor() -> None:
+    run = FakeWevtutil({"System": "<Events></Events>", "Application": "<Events></Events>"})
+    snapshots = [{"Microsoft\\Notepad++": NOTEPADPP}, {"Microsoft\\Notepad++": NOTEPADPP},
+                 {"Microsoft\\Notepad++": NOTEPADPP, "Microsoft\\ZoomUMX": ZOOM}]  # fmt: skip
+
+    def registry() -> dict[str, dict[str, str]]:
+        return snapshots.pop(0)
+
+    first = windows.harvest_software_changes(None, EPOCH, run, registry)
+    assert first.events == [] and first.cursor is not None  # the baseline, kept
+    second = windows.harvest_software_changes(first.cursor, EPOCH, run, registry)
+    assert second.events == [] and second.cursor is None  # nothing changed
+    third = windows.harvest_software_changes(first.cursor, EPOCH, run, registry)
+    assert [(e["change"], e["name"]) for e in third.events] == [
+        ("install", "Zoom Workplace (64-bit)")
+    ]
+    assert third.source == "wevtutil:System+Application+registry"

@@ -4,6 +4,7 @@ from collector.db import Base
 from collector.devices.models import Device, DeviceToken
 from collector.identity.models import ApiKey, User, UserSession
 from collector.ingest.models import Event, IngestBatch
+from collector.personas.models import TenantPersona
 from collector.surveys.models import SurveyCampaign
 from collector.tenants.models import EnrollmentToken, Tenant
 
@@ -17,6 +18,7 @@ __all__ = [
     "IngestBatch",
     "SurveyCampaign",
     "Tenant",
+    "TenantPersona",
     "User",
     "UserSession",
 ]

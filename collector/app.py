@@ -19,6 +19,7 @@ from collector.errors import install_error_handlers
 from collector.health.router import router as health_router
 from collector.ingest.router import router as ingest_router
 from collector.metrics import CollectorMetrics
+from collector.personas.router import router as personas_router
 from collector.settings import Settings
 from collector.surveys.router import router as surveys_router
 from dexscope import __version__
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(devices_router)
     app.include_router(ingest_router)
     app.include_router(surveys_router)
+    app.include_router(personas_router)
     app.include_router(dashboard_router)
 
     @app.middleware("http")

@@ -45,6 +45,9 @@ class DeviceOut(BaseModel):
     os_version: str
     agent_version: str
     persona: str | None
+    """The assigned persona (see docs/personas.md)."""
+    persona_source: str | None
+    """Why: ``override``, ``rule``, ``hint`` or ``default``."""
     tags: dict[str, str]
     hardware: dict[str, Any]
     enrolled_at: datetime

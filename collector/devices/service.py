@@ -23,6 +23,7 @@ from collector.devices.schemas import (
     EventTypeSummary,
 )
 from collector.errors import NotFound, Unauthorized, UnprocessableEntity, loc_to_field
+from collector.personas.service import assign_persona
 from collector.security import DEVICE_TOKEN_PREFIX, hash_token, new_token
 from collector.settings import Settings
 from collector.surveys import service as surveys
@@ -76,6 +77,7 @@ def enroll(session: Session, body: bytes, settings: Settings) -> dict[str, objec
         tags=dict(request.get("tags") or {}),
         enrolled_at=now,
     )
+    assign_persona(session, device)
     DeviceRepository(session).add(
         device,
         DeviceToken(
@@ -133,7 +135,8 @@ def _out(device: Device) -> dict[str, object]:
         "os": device.os,
         "os_version": device.os_version,
         "agent_version": device.agent_version,
-        "persona": device.persona_hint,
+        "persona": device.persona,
+        "persona_source": device.persona_source,
         "tags": device.tags,
         "hardware": device.hardware,
         "enrolled_at": device.enrolled_at,

@@ -20,6 +20,7 @@ from collector.health.router import router as health_router
 from collector.ingest.router import router as ingest_router
 from collector.metrics import CollectorMetrics
 from collector.personas.router import router as personas_router
+from collector.scores.router import router as scores_router
 from collector.settings import Settings
 from collector.surveys.router import router as surveys_router
 from dexscope import __version__
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ingest_router)
     app.include_router(surveys_router)
     app.include_router(personas_router)
+    app.include_router(scores_router)
     app.include_router(dashboard_router)
 
     @app.middleware("http")

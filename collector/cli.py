@@ -42,7 +42,7 @@ def register_collector(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=_serve)
 
-    p = sub.add_parser("jobs", help="run the periodic jobs (retention; scoring as it lands)")
+    p = sub.add_parser("jobs", help="run the periodic jobs (scoring, then raw-event retention)")
     _add_database_url(p)
     p.add_argument("--once", action="store_true", help="run every job once and exit")
     p.add_argument("--as-of", default=None, help="ISO 8601 time to run as (replayable runs)")
@@ -179,7 +179,11 @@ def _jobs(args: argparse.Namespace) -> int:
     engine = open_database(args.database_url)
     settings = _settings(args.database_url)
     if args.once:
-        print(json.dumps(run_once(engine, settings, as_of=as_of)))
+        results = run_once(engine, settings, as_of=as_of)
+        print(json.dumps(results))
+        failed = [name for name, job in results["jobs"].items() if not job["ok"]]
+        if failed:
+            raise CliError(f"job(s) failed: {', '.join(failed)} (details in the JSON above)")
         return 0
     run_forever(engine, settings, interval_s=args.interval)
     return 0

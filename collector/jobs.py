@@ -2,7 +2,8 @@
 
 Jobs are plain functions registered in :data:`JOBS`, each taking a session, the settings and
 the time to run as (``as_of``) and returning a JSON-able summary. Scoring, detection and XLA
-evaluation register here as they land; today the collector runs raw-data retention.
+evaluation register here as they land. Scoring runs before retention, so a device-day is
+rolled up before its raw events can age out.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from collector.db import make_sessionmaker, utcnow
 from collector.ingest.repository import IngestRepository
+from collector.scores.service import run_scoring
 from collector.settings import Settings
 
 __all__ = ["JOBS", "Job", "retention", "run_forever", "run_once"]
@@ -45,7 +47,7 @@ def retention(session: Session, settings: Settings, as_of: datetime) -> dict[str
     }
 
 
-JOBS: dict[str, Job] = {"retention": retention}
+JOBS: dict[str, Job] = {"scores": run_scoring, "retention": retention}
 """Every job, by name, in the order they run."""
 
 

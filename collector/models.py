@@ -5,6 +5,7 @@ from collector.devices.models import Device, DeviceToken
 from collector.identity.models import ApiKey, User, UserSession
 from collector.ingest.models import Event, IngestBatch
 from collector.personas.models import TenantPersona
+from collector.scores.models import DeviceAppDay, DeviceDayScore, ScoringWatermark
 from collector.surveys.models import SurveyCampaign
 from collector.tenants.models import EnrollmentToken, Tenant
 
@@ -12,10 +13,13 @@ __all__ = [
     "ApiKey",
     "Base",
     "Device",
+    "DeviceAppDay",
+    "DeviceDayScore",
     "DeviceToken",
     "EnrollmentToken",
     "Event",
     "IngestBatch",
+    "ScoringWatermark",
     "SurveyCampaign",
     "Tenant",
     "TenantPersona",

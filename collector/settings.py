@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     max_future_skew_s: float = Field(default=600.0, ge=0)
     max_event_age_days: float = Field(default=35.0, gt=0)
     raw_retention_days: int = Field(default=30, gt=0)
+    scoring_receive_lag_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="the scoring job's received-at watermark trails its start by this much, "
+        "so a batch another collector process is still committing is scored next run",
+    )
     device_token_ttl_days: int | None = Field(default=None, gt=0)
     db_pool_size: int = Field(default=10, gt=0)
     trusted_hosts: list[str] = Field(default_factory=lambda: ["*"])

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, String
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from collector.db import Base, JSONType, UTCDateTime, utcnow
@@ -36,6 +36,8 @@ class SurveyCampaign(Base):
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
     expires_after_s: Mapped[float] = mapped_column(Float)
+    min_responses: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
+    """Fewest scored answers before a result (overall, per trigger, persona or week) is shown."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(100), default=None)
     """Who created it: ``api_key:<id>`` or ``user:<id>``."""

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from collector.devices.models import Device
 from collector.ingest.models import Event
 from collector.surveys.models import SurveyCampaign
 
@@ -70,17 +71,21 @@ class SurveyRepository:
             )
         )
 
-    def tenant_responses(self, tenant_id: uuid.UUID) -> list[tuple[datetime, dict[str, Any]]]:
-        """Every survey answer of the tenant as ``(ts, data)``, oldest first.
+    def tenant_responses(
+        self, tenant_id: uuid.UUID
+    ) -> list[tuple[datetime, str | None, dict[str, Any]]]:
+        """Every survey answer of the tenant as ``(ts, device persona, data)``, oldest first.
 
-        Uses the ``(tenant_id, type, ts)`` index; the caller picks the campaign's rows.
+        Uses the ``(tenant_id, type, ts)`` index; the caller picks the campaign's rows. The
+        persona is the device's assigned persona now (None before assignment).
         """
         rows = self.session.execute(
-            select(Event.ts, Event.data)
+            select(Event.ts, Device.persona, Event.data)
+            .join(Device, Device.id == Event.device_id)
             .where(Event.tenant_id == tenant_id, Event.type == SURVEY_RESPONSE)
             .order_by(Event.ts, Event.id)
         )
-        return [(row[0], row[1]) for row in rows]
+        return [(row[0], row[1], row[2]) for row in rows]
 
     def device_responses_newest_first(
         self, device_id: uuid.UUID

@@ -42,10 +42,12 @@ __all__ = [
     "ControlTrigger",
     "EventTrigger",
     "OutcomeSummary",
+    "PrimingEffect",
     "PulseTrigger",
     "QuestionIn",
     "ScoreSummary",
     "Targeting",
+    "TrendPoint",
 ]
 
 SCALES: Final[Mapping[str, tuple[int, int]]] = SURVEY_SCALES
@@ -156,6 +158,8 @@ class CampaignIn(BaseModel):
     ends_at: AwareDatetime | None = None
     anonymous: bool = False
     expires_after_s: Annotated[float, Field(ge=60.0, le=_WEEK_S)] = 8 * 3600.0
+    min_responses: Annotated[int, Field(ge=1, le=1000)] = 5
+    """Fewest scored answers before any result is shown (protects individuals)."""
     targeting: Targeting = Field(default_factory=Targeting)
     tenant_id: uuid.UUID | None = None
 
@@ -185,6 +189,7 @@ class CampaignOut(BaseModel):
     ends_at: datetime | None
     anonymous: bool
     expires_after_s: float
+    min_responses: int
     created_at: datetime
     created_by: str | None
 
@@ -213,7 +218,9 @@ class ScoreSummary(BaseModel):
     ci95: ConfidenceInterval | None
     """``mean ± 1.96 · stdev / √n``; None below five answers."""
     note: str | None
-    """``"not enough data"`` when there is no interval."""
+    """``"not enough data"`` when there is no interval; ``"hidden: fewer than N answers"``
+    when there are fewer than the campaign's ``min_responses`` (then mean and stdev are
+    None too, so no individual answer can be read off a small group)."""
 
 
 class OutcomeSummary(BaseModel):
@@ -227,11 +234,36 @@ class OutcomeSummary(BaseModel):
     score: ScoreSummary
 
 
+class PrimingEffect(BaseModel):
+    """Event-triggered minus control mean score: how much asking right after a bad event
+    colours the answer (negative: people answer worse when just hit), with a 95 % interval
+    (Welch, normal approximation). None until both groups reach ``min_responses`` (and 2)."""
+
+    event_n: int
+    control_n: int
+    difference: float | None
+    ci95: ConfidenceInterval | None
+    note: str | None
+
+
+class TrendPoint(OutcomeSummary):
+    """One ISO week (Monday 00:00 UTC) of a campaign's prompts."""
+
+    week_start: datetime
+
+
 class CampaignResults(OutcomeSummary):
-    """``GET /api/v1/campaigns/{id}/results``: the whole campaign, and split by trigger."""
+    """``GET /api/v1/campaigns/{id}/results``: the whole campaign, and split by trigger,
+    by the devices' persona and by week."""
 
     campaign_id: str
     question_type: str
     scale: tuple[int, int]
+    min_responses: int
     by_trigger: dict[str, OutcomeSummary]
-    """The same figures for pulse, event and control prompts (priming shows here)."""
+    """The same figures for pulse, event and control prompts."""
+    by_persona: dict[str, OutcomeSummary]
+    """The same figures per persona of the answering devices (``unassigned`` before one)."""
+    priming: PrimingEffect
+    trend: list[TrendPoint]
+    """Week by week, oldest first."""

@@ -10,7 +10,7 @@ import math
 import statistics
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -35,12 +35,15 @@ from collector.surveys.schemas import (
     CampaignResults,
     ConfidenceInterval,
     OutcomeSummary,
+    PrimingEffect,
     ScoreSummary,
+    TrendPoint,
 )
 from collector.tenants.repository import TenantRepository
 
 __all__ = [
     "MIN_N_FOR_CI",
+    "MIN_RESPONSES",
     "NOT_ENOUGH_DATA",
     "SEEN_OUTCOMES",
     "Z_95",
@@ -57,6 +60,8 @@ __all__ = [
 
 MIN_N_FOR_CI: Final = 5
 """Below this many scored answers a mean gets no confidence interval."""
+MIN_RESPONSES: Final = 5
+"""Default fewest answers before a campaign's result is shown at all (``min_responses``)."""
 NOT_ENOUGH_DATA: Final = "not enough data"
 Z_95: Final = 1.96
 """Two-sided 95 % quantile of the normal distribution."""
@@ -126,6 +131,7 @@ def _out(row: SurveyCampaign) -> CampaignOut:
         ends_at=row.ends_at,
         anonymous=row.anonymous,
         expires_after_s=row.expires_after_s,
+        min_responses=row.min_responses,
         created_at=row.created_at,
         created_by=row.created_by,
     )
@@ -159,6 +165,7 @@ def create_campaign(session: Session, identity: Identity, body: bytes) -> Campai
         ends_at=request.ends_at,
         anonymous=request.anonymous,
         expires_after_s=request.expires_after_s,
+        min_responses=request.min_responses,
         created_at=utcnow(),
         created_by=f"{identity.kind}:{identity.subject_id}",
     )
@@ -197,10 +204,16 @@ def get_campaign(session: Session, campaign_id: str, tenant_id: uuid.UUID | None
 # --- results ------------------------------------------------------------------------------
 
 
-def _score(values: list[float]) -> ScoreSummary:
+def _hidden(min_responses: int) -> str:
+    return f"hidden: fewer than {min_responses} answers"
+
+
+def _score(values: list[float], min_responses: int) -> ScoreSummary:
     n = len(values)
     if n == 0:
         return ScoreSummary(n=0, mean=None, stdev=None, ci95=None, note=NOT_ENOUGH_DATA)
+    if n < min_responses:
+        return ScoreSummary(n=n, mean=None, stdev=None, ci95=None, note=_hidden(min_responses))
     mean = statistics.fmean(values)
     stdev = statistics.stdev(values) if n >= 2 else None
     if n < MIN_N_FOR_CI or stdev is None:
@@ -215,7 +228,9 @@ def _score(values: list[float]) -> ScoreSummary:
     )
 
 
-def _outcomes(responses: list[Mapping[str, Any]], scale: tuple[int, int]) -> OutcomeSummary:
+def _outcomes(
+    responses: list[Mapping[str, Any]], scale: tuple[int, int], min_responses: int
+) -> OutcomeSummary:
     lo, hi = scale
     counts = dict.fromkeys(OUTCOMES, 0)
     values: list[float] = []
@@ -236,40 +251,91 @@ def _outcomes(responses: list[Mapping[str, Any]], scale: tuple[int, int]) -> Out
         prompts=prompts,
         counts=counts,
         response_rate=counts["answered"] / prompts if prompts else None,
-        score=_score(values),
+        score=_score(values, min_responses),
     )
+
+
+def _priming(event: ScoreSummary, control: ScoreSummary, min_responses: int) -> PrimingEffect:
+    """Event-triggered minus control mean, with a Welch normal-approximation 95 % interval."""
+    shown = (
+        event.mean is not None
+        and control.mean is not None
+        and event.stdev is not None
+        and control.stdev is not None
+    )
+    if not shown:
+        note = (
+            f"needs at least {max(min_responses, 2)} answers in both the event-triggered "
+            "and the control group"
+        )
+        return PrimingEffect(
+            event_n=event.n, control_n=control.n, difference=None, ci95=None, note=note
+        )
+    assert event.mean is not None and control.mean is not None  # for the type checker
+    assert event.stdev is not None and control.stdev is not None
+    difference = event.mean - control.mean
+    se = math.sqrt(event.stdev**2 / event.n + control.stdev**2 / control.n)
+    return PrimingEffect(
+        event_n=event.n,
+        control_n=control.n,
+        difference=difference,
+        ci95=ConfidenceInterval(low=difference - Z_95 * se, high=difference + Z_95 * se),
+        note=None,
+    )
+
+
+def _week_start(ts: datetime) -> datetime:
+    day = ts.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - timedelta(days=day.weekday())
 
 
 def summarise_responses(
     campaign_id: str,
     question_type: str,
     default_trigger: str,
-    responses: Iterable[Mapping[str, Any]],
+    responses: Iterable[tuple[datetime, str | None, Mapping[str, Any]]],
+    min_responses: int = MIN_RESPONSES,
 ) -> CampaignResults:
-    """Counts, response rate and mean 0-100 score of one campaign's answers, by trigger.
+    """Counts, response rate and mean 0-100 score of one campaign's answers, split by
+    trigger, by persona and by week, with the priming effect.
 
-    ``responses`` are the ``data`` of the campaign's ``survey_response`` events, oldest
-    first. One prompt counts once, with its newest outcome (a prompt reported again, e.g.
-    snoozed then answered, is not two prompts). Values off the question's scale are counted
-    as answers but left out of the score. An answer without ``trigger`` counts under the
-    campaign's own trigger kind.
+    ``responses`` are ``(ts, device persona, data)`` of the campaign's ``survey_response``
+    events, oldest first. One prompt counts once, with its newest outcome (a prompt reported
+    again, e.g. snoozed then answered, is not two prompts). Values off the question's scale
+    are counted as answers but left out of the score. An answer without ``trigger`` counts
+    under the campaign's own trigger kind. Any score of fewer than ``min_responses``
+    answers is hidden.
     """
-    latest: dict[object, Mapping[str, Any]] = {}
-    for index, data in enumerate(responses):
-        latest[data.get("prompt_id") or ("no prompt id", index)] = data
+    latest: dict[object, tuple[datetime, str | None, Mapping[str, Any]]] = {}
+    for index, (ts, persona, data) in enumerate(responses):
+        latest[data.get("prompt_id") or ("no prompt id", index)] = (ts, persona, data)
     prompts = list(latest.values())
     scale = SCALES[question_type]
     by_trigger: dict[str, list[Mapping[str, Any]]] = {kind: [] for kind in TRIGGER_KINDS}
-    for data in prompts:
+    by_persona: dict[str, list[Mapping[str, Any]]] = {}
+    by_week: dict[datetime, list[Mapping[str, Any]]] = {}
+    for ts, persona, data in prompts:
         kind = data.get("trigger") or default_trigger
         by_trigger.setdefault(str(kind), []).append(data)
-    overall = _outcomes(prompts, scale)
+        by_persona.setdefault(persona or "unassigned", []).append(data)
+        by_week.setdefault(_week_start(ts), []).append(data)
+    overall = _outcomes([data for _, _, data in prompts], scale, min_responses)
+    triggers = {kind: _outcomes(rows, scale, min_responses) for kind, rows in by_trigger.items()}
     return CampaignResults(
         **overall.model_dump(),
         campaign_id=campaign_id,
         question_type=question_type,
         scale=scale,
-        by_trigger={kind: _outcomes(rows, scale) for kind, rows in by_trigger.items()},
+        min_responses=min_responses,
+        by_trigger=triggers,
+        by_persona={
+            name: _outcomes(rows, scale, min_responses) for name, rows in sorted(by_persona.items())
+        },
+        priming=_priming(triggers["event"].score, triggers["control"].score, min_responses),
+        trend=[
+            TrendPoint(week_start=week, **_outcomes(rows, scale, min_responses).model_dump())
+            for week, rows in sorted(by_week.items())
+        ],
     )
 
 
@@ -279,12 +345,16 @@ def campaign_results(
     """The results of one campaign visible to the caller, from its stored answers."""
     campaign = _one(session, campaign_id, tenant_id)
     responses = [
-        data
-        for _ts, data in SurveyRepository(session).tenant_responses(campaign.tenant_id)
+        (ts, persona, data)
+        for ts, persona, data in SurveyRepository(session).tenant_responses(campaign.tenant_id)
         if data.get("campaign_id") == campaign.id
     ]
     return summarise_responses(
-        campaign.id, campaign.question["type"], campaign.trigger["kind"], responses
+        campaign.id,
+        campaign.question["type"],
+        campaign.trigger["kind"],
+        responses,
+        campaign.min_responses,
     )
 
 
@@ -329,7 +399,7 @@ def agent_campaigns(
     return [
         agent_shape(c)
         for c in active
-        if targeting_matches(c.targeting, device.persona_hint, device.tags or {})
+        if targeting_matches(c.targeting, device.persona or device.persona_hint, device.tags or {})
     ]
 
 

@@ -54,6 +54,7 @@ def test_campaign_reaches_the_dialog_and_the_click_is_scored(
                 "question": {"type": "stars", "text": "How well could you work after that crash?"},
                 "trigger": {"kind": "event", "event_types": ["app_crash"], "delay_s": 0},
                 "starts_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+                "min_responses": 1,  # this test reads one click's value back
             },
         )
         assert created.status_code == 201, created.text

@@ -3,3 +3,5 @@
 ``compute`` bridges stored events and the pure-numpy core (scoring/); ``repository`` holds the
 SQL; ``service`` runs the incremental job and answers the API; ``router`` is the HTTP layer.
 """
+
+__all__: list[str] = []

@@ -53,6 +53,7 @@ __all__ = [
     "explain",
     "list_scores",
     "run_scoring",
+    "score_tenant",
 ]
 
 

@@ -244,6 +244,20 @@ class ScoresRepository:
         """A device by id (the caller checks its tenant)."""
         return self.session.get(Device, device_id)
 
+    def device_groups(self, device_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+        """The ``group`` tag of each device id (None without one)."""
+        rows = self.session.execute(select(Device.id, Device.tags).where(Device.id.in_(device_ids)))
+        return {row[0]: (row[1] or {}).get("group") for row in rows}
+
+    def devices_in_group(self, tenant_id: uuid.UUID | None, group: str | None) -> list[uuid.UUID]:
+        """Ids of the devices whose ``group`` tag is ``group`` (None: devices without one)."""
+        stmt = select(Device.id, Device.tags)
+        if tenant_id is not None:
+            stmt = stmt.where(Device.tenant_id == tenant_id)
+        return sorted(
+            row[0] for row in self.session.execute(stmt) if (row[1] or {}).get("group") == group
+        )
+
     def hostnames(self, device_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
         """Hostname of each device id."""
         rows = self.session.execute(

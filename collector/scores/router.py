@@ -17,7 +17,7 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["scores"])
 
-LevelQuery = Annotated[service.Level, Query(description="device, persona, app or tenant")]
+LevelQuery = Annotated[service.Level, Query(description="device, persona, group, app or tenant")]
 
 
 @router.get("/scores", response_model=ScoreList, response_model_by_alias=True)

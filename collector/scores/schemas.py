@@ -21,6 +21,7 @@ class ScoreItem(BaseModel):
     hostname: str | None = None
     persona: str | None = None
     app: str | None = None
+    group: str | None = None
     tenant: str | None = None
     devices: int | None = Field(None, description="scored devices (aggregates)")
     enough: bool | None = Field(None, description="aggregates: at least 5 scored devices")

@@ -49,6 +49,7 @@ from scoring.score import rolling_mean
 __all__ = [
     "BLOCK_DEVICES",
     "LEVELS",
+    "UNGROUPED",
     "Level",
     "explain",
     "list_scores",
@@ -60,10 +61,13 @@ __all__ = [
 BLOCK_DEVICES: Final = 500
 """Devices scored per block (one query, one numpy pass and one transaction each)."""
 
-LEVELS: Final = ("device", "persona", "app", "tenant")
+LEVELS: Final = ("device", "persona", "group", "app", "tenant")
 """The levels of ``GET /api/v1/scores``."""
 
-Level = Literal["device", "persona", "app", "tenant"]
+Level = Literal["device", "persona", "group", "app", "tenant"]
+
+UNGROUPED: Final = "ungrouped"
+"""The group label of devices without a ``group`` tag."""
 
 _EPS: Final = timedelta(microseconds=1)
 _OTHER_TYPES: Final = tuple(t for t in SCORED_TYPES if t != "survey_response")
@@ -276,7 +280,11 @@ def list_scores(
         items.sort(key=lambda i: (i["day"], i["hostname"] or "", str(i["device_id"])))
         return {"level": level, "from": start, "to": end, "window": window, "items": items}
 
+    groups = repo.device_groups(ids) if level == "group" else {}
+
     def labels_of(dev: uuid.UUID) -> str:
+        if level == "group":
+            return groups.get(dev) or UNGROUPED
         return meta[dev][1] if level == "persona" else str(meta[dev][0])
 
     label_names = sorted({labels_of(dev) for dev in ids})
@@ -404,6 +412,8 @@ def explain(
             raise NotFound("no such tenant", code="tenant_not_found")
     elif level == "app":
         device_ids = sorted({r.device_id for r in repo.app_days(visible, start, end, app_name=key)})
+    elif level == "group":
+        device_ids = repo.devices_in_group(visible, None if key == UNGROUPED else key)
     rows = repo.points_lost(scope_tenant, start, end, persona=persona, device_ids=device_ids)
     if not rows:
         raise NotFound(f"no scores for {level} {key!r} in this period", code="no_scores")

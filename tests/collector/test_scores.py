@@ -226,6 +226,12 @@ def test_scores_api_levels_add_up(
     assert sum(i["devices"] for i in personas["items"]) == sum(
         i["devices"] for i in tenant_level["items"]
     )
+    # the simulated devices carry no group tag: one group, "ungrouped", the whole tenant
+    groups = get(collector, tenant, "/api/v1/scores", level="group", **period).json()["items"]
+    assert {g["group"] for g in groups} == {"ungrouped"}
+    assert [(g["day"], g["devices"], g["score"]) for g in groups] == [
+        (t["day"], t["devices"], t["score"]) for t in tenant_level["items"]
+    ]
     rolling = get(collector, tenant, "/api/v1/scores", level="tenant", window=7, **period)
     assert rolling.status_code == 200 and rolling.json()["window"] == 7
     apps = get(collector, tenant, "/api/v1/scores", level="app", **period).json()["items"]
@@ -278,6 +284,8 @@ def test_scope_explanations(
     persona = get(collector, tenant, "/api/v1/scores", level="persona").json()["items"][0]
     by_persona = get(collector, tenant, f"/api/v1/scores/persona/{persona['persona']}/explain")
     assert by_persona.status_code == 200
+    group = get(collector, tenant, "/api/v1/scores/group/ungrouped/explain").json()
+    assert group["devices"] == DEVICES and group["score"] == body["score"]
     missing = get(collector, tenant, "/api/v1/scores/persona/nobody/explain")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "no_scores"
 

@@ -1,10 +1,11 @@
 """``dexscope demo``: a collector on embedded SQLite with this machine's agent reporting to it.
 
-It starts two real processes — ``dexscope collector serve`` and ``dexscope agent run`` — in a
+It starts real processes — ``dexscope collector serve``, ``dexscope agent run`` and ``dexscope
+collector jobs`` — in a
 data directory, creates a tenant and a dashboard login, loads a simulated fleet through the
 public API on the first run (``dexscope simulate``: ``--devices`` devices over the last
 ``--days`` days; ``--devices 0`` for none), prints the URL and the login, and stops
-everything cleanly on Ctrl-C. The scoring and detection jobs join it with their issues.
+everything cleanly on Ctrl-C. The collector's jobs (scoring, retention) run every minute.
 """
 
 from __future__ import annotations
@@ -245,6 +246,16 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         procs.append(agent)
         _load_fleet(args, state, state_path, data_dir, url, env, console)
+        jobs_log = (log_dir / "jobs.log").open("ab")
+        procs.append(
+            subprocess.Popen(
+                _dexscope("collector", "jobs", "--database-url", db_url, "--interval", "60"),
+                env=env,
+                stdout=jobs_log,
+                stderr=jobs_log,
+            )
+        )
+        jobs_log.close()  # the child holds its own descriptor
         console.print(f"[bold green]DexScope demo running[/] — dashboard: [link]{url}/[/link]")
         console.print(
             f"  sign in as [bold]{state['email']}[/] with password [bold]{state['password']}[/]"

@@ -59,6 +59,12 @@ def test_demo_loads_a_fleet_and_this_machine_then_stops_on_ctrl_c(tmp_path: Path
         )
         assert fleet_events > 100
         assert count_rows(db, "events") >= fleet_events
+        # the demo runs the collector's jobs: the fleet gets its scores
+        deadline = time.monotonic() + 90
+        while count_rows(db, "device_day_scores") == 0 and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(1)
+        assert count_rows(db, "device_day_scores") > 0
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)

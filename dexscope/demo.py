@@ -1,11 +1,11 @@
 """``dexscope demo``: a collector on embedded SQLite with this machine's agent reporting to it.
 
-It starts real processes — ``dexscope collector serve``, ``dexscope agent run`` and ``dexscope
-collector jobs`` — in a
-data directory, creates a tenant and a dashboard login, loads a simulated fleet through the
-public API on the first run (``dexscope simulate``: ``--devices`` devices over the last
-``--days`` days; ``--devices 0`` for none), prints the URL and the login, and stops
-everything cleanly on Ctrl-C. The collector's jobs (scoring, retention) run every minute.
+It starts real processes — ``dexscope collector serve``, ``dexscope agent run`` and
+``dexscope collector jobs`` — in a data directory, creates a tenant and a dashboard login,
+loads a simulated fleet through the public API on the first run (``dexscope simulate``:
+``--devices`` devices over the last ``--days`` days; ``--devices 0`` for none), prints the
+URL and the login, and stops everything cleanly on Ctrl-C. The collector's jobs (scoring,
+retention) run every minute.
 """
 
 from __future__ import annotations

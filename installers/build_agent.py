@@ -80,10 +80,21 @@ def _dexscope_version() -> str:
     return match.group(1) if match else "?"
 
 
-def build(*, onefile: bool, clean: bool, verbose: bool) -> tuple[Path, float]:
-    """Run PyInstaller on the spec; return the executable's path and the build's seconds."""
-    distpath = ROOT / "dist" / ("onefile" if onefile else "")
-    workpath = ROOT / "build" / ("onefile" if onefile else "onedir")
+def build(
+    *,
+    onefile: bool,
+    clean: bool,
+    verbose: bool,
+    dist: Path | None = None,
+    work: Path | None = None,
+) -> tuple[Path, float]:
+    """Run PyInstaller on the spec; return the executable's path and the build's seconds.
+
+    ``dist`` and ``work`` replace the repository's ``dist/`` and ``build/`` folders (the
+    installer tests build into a temporary folder).
+    """
+    distpath = (dist or ROOT / "dist") / ("onefile" if onefile else "")
+    workpath = (work or ROOT / "build") / ("onefile" if onefile else "onedir")
     env = dict(os.environ, PYTHONHASHSEED="0", SOURCE_DATE_EPOCH=source_date_epoch())
     command = [
         sys.executable,
@@ -149,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--onefile", action="store_true", help="one self-extracting executable")
     parser.add_argument("--clean", action="store_true", help="empty PyInstaller's caches first")
     parser.add_argument("--verbose", action="store_true", help="PyInstaller's INFO log")
+    parser.add_argument("--dist", type=Path, help="output folder instead of dist/")
+    parser.add_argument("--work", type=Path, help="PyInstaller's work folder instead of build/")
     args = parser.parse_args(argv)
 
     if importlib.util.find_spec("PyInstaller") is None:
@@ -158,7 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    executable, seconds = build(onefile=args.onefile, clean=args.clean, verbose=args.verbose)
+    executable, seconds = build(
+        onefile=args.onefile,
+        clean=args.clean,
+        verbose=args.verbose,
+        dist=args.dist.resolve() if args.dist else None,
+        work=args.work.resolve() if args.work else None,
+    )
     output = executable if args.onefile else executable.parent
     size_mb = size_bytes(output) / 1_000_000
     _say(f"built in {seconds:.1f} s: {output}")

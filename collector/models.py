@@ -1,5 +1,6 @@
 """Imports every table module so ``Base.metadata`` is complete (Alembic, tests)."""
 
+from collector.alerts.models import Alert
 from collector.db import Base
 from collector.devices.models import Device, DeviceToken
 from collector.identity.models import ApiKey, User, UserSession
@@ -10,6 +11,7 @@ from collector.surveys.models import SurveyCampaign
 from collector.tenants.models import EnrollmentToken, Tenant
 
 __all__ = [
+    "Alert",
     "ApiKey",
     "Base",
     "Device",

@@ -69,6 +69,8 @@ DESCRIPTION = (
 )
 CONFFILES = ("etc/dexscope/agent.toml", "etc/xdg/autostart/dexscope-survey-helper.desktop")
 """Files under /etc the admin may edit (dpkg keeps edits; maintainer scripts never touch)."""
+SECURE_PROPERTIES = ("SERVER_URL", "ENROLL_TOKEN", "TAGS", "CONFIG_FILE")
+"""The MSI's public properties (passed to the elevated installation: SecureCustomProperties)."""
 UPGRADE_CODE = "6F1D3C1E-7B1A-4E0B-9C56-2D5C0A1B9E01"
 """The MSI's UpgradeCode: fixed for the product's whole life (MajorUpgrade finds by it)."""
 
@@ -416,7 +418,7 @@ def _wix_id(prefix: str, relative: str) -> str:
     return f"{prefix}{digest}"
 
 
-def _wix_payload(payload: Path) -> tuple[str, list[str]]:
+def _wix_payload(payload: Path, base: Path) -> tuple[str, list[str]]:
     """Directory/Component/File XML for every file of the payload, and the component ids.
 
     Component GUIDs are derived from the file's relative path (uuid5), so they stay stable
@@ -438,9 +440,9 @@ def _wix_payload(payload: Path) -> tuple[str, list[str]]:
                 cid = _wix_id("C", relative)
                 components.append(cid)
                 lines.append(
-                    f'{pad}<Component Id="{cid}" Guid="{str(guid).upper()}">'
+                    f'{pad}<Component Id="{cid}" Guid="{str(guid).upper()}" Win64="yes">'
                     f'<File Id="{_wix_id("F", relative)}" Name="{child.name}" '
-                    f'Source="{child}" KeyPath="yes"/></Component>'
+                    f'Source="{os.path.relpath(child, base)}" KeyPath="yes"/></Component>'
                 )
         return "\n".join(line for line in lines if line)
 
@@ -460,21 +462,39 @@ def build_msi(payload: Path | None, out_dir: Path) -> Path:
             payload = placeholder_payload(stage / "payload")
         if not (payload / "dexscope-agent.exe").is_file():
             raise ToolMissing(f"{payload} has no dexscope-agent.exe")
-        tree, components = _wix_payload(payload)
+        tree, components = _wix_payload(payload, stage)
         refs = "\n".join(f'      <ComponentRef Id="{c}"/>' for c in components)
         source = (
             (WINDOWS / "dexscope-agent.wxs")
             .read_text(encoding="utf-8")
             .replace("@VERSION@", msi_version(version))
             .replace("@UPGRADE_CODE@", UPGRADE_CODE)
-            .replace("@AGENT_EXE@", str(payload / "dexscope-agent.exe"))
+            .replace("@AGENT_EXE@", os.path.relpath(payload / "dexscope-agent.exe", stage))
+            .replace("@AGENT_TOML@", os.path.relpath(WINDOWS / "agent.toml", stage))
             .replace("<!-- @PAYLOAD_TREE@ -->", tree)
             .replace("<!-- @PAYLOAD_REFS@ -->", refs)
         )
         wxs = stage / "dexscope-agent.wxs"
         wxs.write_text(source, encoding="utf-8")
         target = out_dir / f"{DEB_NAME}-{version}-x64.msi"
-        _run([wixl, "--arch", "x64", "-o", str(target), str(wxs)])
+        wixl_run = _run([wixl, "--arch", "x64", "-o", str(target), wxs.name], cwd=stage)
+        if "WARNING" in wixl_run.stderr or "CRITICAL" in wixl_run.stderr:
+            raise RuntimeError(f"wixl warned (an attribute it does not know?):\n{wixl_run.stderr}")
+        # What wixl cannot express: secure public properties, a hidden custom action target.
+        msibuild = _require("msibuild", "msitools")
+        secure = ";".join(["WIX_DOWNGRADE_DETECTED", "WIX_UPGRADE_DETECTED", *SECURE_PROPERTIES])
+        _run(
+            [
+                msibuild,
+                str(target),
+                "-q",
+                f"UPDATE `Property` SET `Value` = '{secure}' "
+                "WHERE `Property` = 'SecureCustomProperties'",
+                "-q",
+                f"UPDATE `CustomAction` SET `Type` = {51 | 0x800 | 0x2000} "
+                "WHERE `Action` = 'RestoreEnrollToken'",
+            ]
+        )
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     _say(f"built {target} ({target.stat().st_size / 1e6:.2f} MB)")

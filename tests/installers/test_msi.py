@@ -1,0 +1,217 @@
+"""The Windows MSI: built with wixl (msitools) around a placeholder payload, tables asserted.
+
+``msiinfo export`` reads the built database back: the service (ServiceInstall and
+ServiceControl), the survey helper's HKLM Run value, the public properties written to the
+registry and to the service's environment, the remember-property pattern (AppSearch /
+RegLocator read back exactly the values the Registry table writes, and a type-51 custom
+action after AppSearch restores each one only when the command line did not give it),
+ENROLL_TOKEN hidden from logs, and the major upgrade. Then the MSI is Authenticode-signed
+with a test certificate made here (openssl) and the signature verified with osslsigncode.
+Nothing is installed (no Windows, no wine).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.installers.conftest import tool
+
+pytestmark = pytest.mark.installers
+
+Table = list[dict[str, str]]
+
+
+@pytest.fixture(scope="module")
+def msi(packages: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tool("wixl", "wixl")
+    tool("msibuild", "msitools")
+    built: Path = packages.build_msi(None, tmp_path_factory.mktemp("msi"))
+    return built
+
+
+def table(msi: Path, name: str) -> Table:
+    """One table of the MSI as rows of column -> value (``msiinfo export``)."""
+    msiinfo = tool("msiinfo", "msitools")
+    text = subprocess.run(
+        [msiinfo, "export", str(msi), name], capture_output=True, text=True, check=True
+    ).stdout
+    lines = text.split("\r\n") if "\r\n" in text else text.splitlines()
+    columns = lines[0].split("\t")
+    return [dict(zip(columns, line.split("\t"), strict=False)) for line in lines[3:] if line]
+
+
+def by(rows: Table, column: str) -> dict[str, dict[str, str]]:
+    return {row[column]: row for row in rows}
+
+
+def test_the_service_is_installed_started_and_removed(msi: Path) -> None:
+    (service,) = table(msi, "ServiceInstall")
+    assert service["Name"] == "DexScopeAgent"
+    assert service["ServiceType"] == "16"  # SERVICE_WIN32_OWN_PROCESS
+    assert service["StartType"] == "2"  # automatic
+    assert service["StartName"] == "LocalSystem"
+    assert service["Arguments"].startswith("agent run --state-dir ")
+    (control,) = table(msi, "ServiceControl")
+    # start at install (1), stop at install (2) and uninstall (32), delete at uninstall (128)
+    assert int(control["Event"]) == 1 | 2 | 32 | 128 and control["Wait"] == "1"
+    files = by(table(msi, "File"), "File")
+    components = by(table(msi, "Component"), "Component")
+    assert files["AgentExe"]["FileName"].endswith("dexscope-agent.exe")
+    assert service["Component_"] == files["AgentExe"]["Component_"]
+    # every component is a 64-bit one (msidbComponentAttributes64bit)
+    assert all(int(c["Attributes"]) & 256 for c in components.values())
+    sequence = by(table(msi, "InstallExecuteSequence"), "Action")
+    for action in ("InstallServices", "StartServices", "StopServices", "DeleteServices"):
+        assert action in sequence, action
+
+
+def test_the_survey_helper_runs_in_every_session(msi: Path) -> None:
+    runs = [
+        r
+        for r in table(msi, "Registry")
+        if r["Key"] == r"SOFTWARE\Microsoft\Windows\CurrentVersion\Run"
+    ]
+    assert len(runs) == 1 and runs[0]["Root"] == "2"  # HKLM
+    assert runs[0]["Value"].startswith('"[INSTALLDIR]dexscope-agent.exe" agent survey-helper')
+
+
+def test_properties_reach_the_service_and_are_remembered(msi: Path) -> None:
+    registry = table(msi, "Registry")
+    saved = {r["Name"]: r for r in registry if r["Key"] == r"SOFTWARE\DexScope\Agent"}
+    written = {"ServerUrl": "SERVER_URL", "EnrollToken": "ENROLL_TOKEN", "Tags": "TAGS"}
+    written["ConfigFile"] = "CONFIG_FILE"
+    for name, prop in written.items():
+        assert saved[name]["Value"] == f"[{prop}]" and saved[name]["Root"] == "2", name
+    (environment,) = [r for r in registry if r["Name"] == "Environment"]
+    assert environment["Key"] == r"SYSTEM\CurrentControlSet\Services\DexScopeAgent"
+    # "[~]" makes the value a REG_MULTI_SZ, one VAR=value string each
+    assert environment["Value"].split("[~]") == [
+        "DEXSCOPE_SERVER_URL=[SERVER_URL]",
+        "DEXSCOPE_ENROLL_TOKEN=[ENROLL_TOKEN]",
+        "DEXSCOPE_TAGS=[TAGS]",
+        "DEXSCOPE_AGENT_CONFIG=[CONFIG_FILE]",
+    ]
+
+    # remember-property: AppSearch reads SAVED_<P> from where the Registry table writes <P>
+    searches = by(table(msi, "AppSearch"), "Property")
+    locators = by(table(msi, "RegLocator"), "Signature_")
+    actions = by(table(msi, "CustomAction"), "Action")
+    for name, prop in written.items():
+        locator = locators[searches[f"SAVED_{prop}"]["Signature_"]]
+        assert (locator["Root"], locator["Key"], locator["Name"]) == (
+            saved[name]["Root"],
+            saved[name]["Key"],
+            name,
+        )
+        assert locator["Type"] in {"2", "18"}  # raw value (18: on the 64-bit view)
+        restores = [
+            a for a in actions.values() if a["Source"] == prop and a["Target"] == f"[SAVED_{prop}]"
+        ]
+        assert len(restores) == 1 and int(restores[0]["Type"]) & 0x3F == 51, prop
+        for sequence_name in ("InstallExecuteSequence", "InstallUISequence"):
+            sequence = by(table(msi, sequence_name), "Action")
+            step = sequence[restores[0]["Action"]]
+            assert int(step["Sequence"]) > int(sequence["AppSearch"]["Sequence"])
+            assert step["Condition"] == f"SAVED_{prop} AND NOT {prop}"
+
+    properties = by(table(msi, "Property"), "Property")
+    secure = set(properties["SecureCustomProperties"]["Value"].split(";"))
+    assert secure >= {"SERVER_URL", "ENROLL_TOKEN", "TAGS", "CONFIG_FILE"}
+    hidden = set(properties["MsiHiddenProperties"]["Value"].split(";"))
+    assert {"ENROLL_TOKEN", "SAVED_ENROLL_TOKEN"} <= hidden
+    token_action = next(a for a in actions.values() if a["Source"] == "ENROLL_TOKEN")
+    assert int(token_action["Type"]) & 0x2000  # msidbCustomActionTypeHideTarget
+    # no default value: nothing secret is baked into the package
+    assert not {"SERVER_URL", "ENROLL_TOKEN", "TAGS"} & set(properties)
+
+
+def test_major_upgrade(msi: Path, packages: ModuleType) -> None:
+    properties = by(table(msi, "Property"), "Property")
+    assert properties["UpgradeCode"]["Value"] == "{" + packages.UPGRADE_CODE + "}"
+    assert properties["ProductVersion"]["Value"] == packages.msi_version(packages.agent_version())
+    upgrades = table(msi, "Upgrade")
+    assert {u["ActionProperty"] for u in upgrades} == {
+        "WIX_UPGRADE_DETECTED",
+        "WIX_DOWNGRADE_DETECTED",
+    }
+    assert all(u["UpgradeCode"] == properties["UpgradeCode"]["Value"] for u in upgrades)
+    sequence = by(table(msi, "InstallExecuteSequence"), "Action")
+    assert "FindRelatedProducts" in sequence and "RemoveExistingProducts" in sequence
+
+
+def test_signed_with_a_test_certificate(msi: Path, tmp_path: Path) -> None:
+    openssl = tool("openssl", "openssl")
+    osslsigncode = tool("osslsigncode", "osslsigncode")
+    key, cert = tmp_path / "test.key", tmp_path / "test.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=DexScope test code signing",
+            "-addext",
+            "extendedKeyUsage=codeSigning",
+            "-addext",
+            "keyUsage=digitalSignature",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    signed = tmp_path / "signed.msi"
+    subprocess.run(
+        [
+            osslsigncode,
+            "sign",
+            "-certs",
+            str(cert),
+            "-key",
+            str(key),
+            "-h",
+            "sha256",
+            "-n",
+            "DexScope Agent",
+            "-in",
+            str(msi),
+            "-out",
+            str(signed),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    verify = [osslsigncode, "verify", "-CAfile", str(cert), "-in"]
+    good = subprocess.run([*verify, str(signed)], capture_output=True, text=True, timeout=120)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "Signature verification: ok" in good.stdout
+    # the unsigned package and a tampered signed one do not verify
+    assert subprocess.run([*verify, str(msi)], capture_output=True).returncode != 0
+    tampered = tmp_path / "tampered.msi"
+    tampered.write_bytes(signed.read_bytes())
+    subprocess.run(
+        [
+            tool("msibuild", "msitools"),
+            str(tampered),
+            "-q",
+            "UPDATE `Property` SET `Value` = 'changed' WHERE `Property` = 'ARPCOMMENTS'",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    bad = subprocess.run([*verify, str(tampered)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "MISMATCH" in bad.stdout, bad.stdout

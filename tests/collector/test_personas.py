@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -32,6 +33,7 @@ from collector.personas.rules import (
     rule_matches,
 )
 from collector.settings import normalise_database_url
+from scoring.simulate import SimConfig, make_devices
 from tests.support import CollectorProcess, Tenant, create_tenant, run_cli
 
 BUILTIN_NAMES = [p.name for p in sp.DEFAULT_PERSONAS]
@@ -73,6 +75,12 @@ def test_rule_criteria(rule: dict[str, Any], matches: bool) -> None:
 
 
 def test_hardware_class_comes_from_the_simulator_key_or_class() -> None:
+    config = SimConfig(devices=20, days=1, seed=3, end=datetime(2026, 11, 2, tzinfo=UTC))
+    for device in make_devices(config):
+        hardware = device.enroll_request("token", "0.1.0")["hardware"]
+        assert hardware_class(hardware) == device.hardware_class
+        facts = DeviceFacts(device.hostname, device.os, hardware)
+        assert rule_matches({"hardware_class": device.hardware_class.upper()}, facts)
     assert hardware_class({"hardware_class": "mid", "class": "x"}) == "mid"
     assert hardware_class({"class": "rugged"}) == "rugged"
     assert hardware_class({"cpu_count": 4}) is None
@@ -567,7 +575,7 @@ def test_tenant_isolation(collector: CollectorProcess) -> None:
 
 def test_assignment_at_enrollment_and_on_change(collector: CollectorProcess) -> None:
     t = create_tenant(collector.database_url)
-    rules = [
+    rules: list[dict[str, Any]] = [
         {"name": "builders", "rules": [{"hostname": "BUILD-*"}], "priority": 10},
         {"name": "paris-office", "rules": [{"tags": {"site": "paris", "floor": "2"}}]},
         {"name": "road", "base": "field_worker", "rules": [{"device_group": "sales"}]},

@@ -9,9 +9,16 @@ Output in ``--out DIR``:
   arguments);
 - ``devices.json``: the devices with their ground truth (persona, hardware class, site, time
   zone, working hours, app portfolio, working days, days off, event and batch counts);
-- ``incidents.json``: the injected incidents (``[]``: the fleet is healthy);
-- ``tickets.csv``: background service-desk tickets
-  (``external_id,opened_at,device_hostname,user,category,summary``).
+- ``incidents.json``: the ground truth of the injected incidents (:mod:`scoring.incidents`;
+  ``[]`` for a healthy fleet);
+- ``tickets.csv``: service-desk tickets
+  (``external_id,opened_at,device_hostname,user,category,summary,incident_id``): background
+  tickets (empty ``incident_id``) and those the users hit by an incident raised.
+
+``--incidents auto`` (the default) plans incidents with
+:func:`scoring.incidents.default_incidents` when the fleet has at least 20 devices and 14
+days (about one per 150 devices per 30 days), none for a smaller one; ``none`` keeps the
+fleet healthy; ``N`` plans N incidents (kinds in rotation; at least 9 days).
 
 With ``--server URL --enroll-token T`` each device is enrolled (``POST /api/v1/enroll``, its
 persona as ``persona_hint``, ``tags: {"site": ...}``) and its batches are sent to
@@ -37,9 +44,9 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from scoring.simulate import SimConfig, SimDevice
+    from scoring.simulate import Injector, SimConfig, SimDevice
 
-__all__ = ["register", "run_simulate", "simulate_chunk"]
+__all__ = ["plan_incidents", "register", "run_simulate", "simulate_chunk"]
 
 _MAX_DEVICES = 100_000
 _MAX_DAYS = 366
@@ -70,6 +77,12 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--enroll-token",
         default=os.environ.get("DEXSCOPE_ENROLL_TOKEN"),
         help="the tenant's enrollment token (or DEXSCOPE_ENROLL_TOKEN)",
+    )
+    p.add_argument(
+        "--incidents",
+        default="auto",
+        help="injected incidents: auto (a realistic mix from 20 devices and 14 days, else "
+        "none), none, or a number (kinds in rotation); default auto",
     )
     p.add_argument("--no-gzip", action="store_true", help="write batches as plain .json")
     p.add_argument(
@@ -112,6 +125,12 @@ def _check_args(args: argparse.Namespace, end: datetime) -> None:
         raise CliError(f"--workers must be at least 1, not {args.workers}")
     if args.timeout <= 0:
         raise CliError("--timeout must be positive")
+    spec = str(args.incidents)
+    if spec not in ("auto", "none"):
+        if not spec.isdigit() or int(spec) > 1000:
+            raise CliError(f"--incidents must be auto, none or a number (0-1000), not {spec!r}")
+        if int(spec) > 0 and args.days < 9:
+            raise CliError("--incidents needs at least 9 days (onsets follow a 7-day baseline)")
     if args.server is None:
         return
     if not args.server.startswith(("http://", "https://")):
@@ -149,12 +168,27 @@ def _prepare_out(out: Path) -> Path:
     return batches
 
 
+def plan_incidents(config: SimConfig, spec: str) -> list[Injector]:
+    """The injectors for ``--incidents spec`` (``auto``, ``none`` or a number)."""
+    from scoring.incidents import default_incidents
+
+    if spec == "none":
+        return []
+    return default_incidents(config, config.seed, None if spec == "auto" else int(spec))
+
+
 def simulate_chunk(
-    config: SimConfig, indices: list[int], batches_dir: str, compress: bool
+    config: SimConfig,
+    indices: list[int],
+    batches_dir: str,
+    compress: bool,
+    incidents: str = "none",
 ) -> dict[str, Any]:
     """Simulate the devices ``indices`` and write their batch files (a worker's task).
 
-    Returns their ground truth, tickets, event counts by type, and batch and byte counts.
+    ``incidents`` is the ``--incidents`` plan (the same in every worker: it depends on the
+    configuration only). Returns the devices' ground truth, tickets, event counts by type,
+    batch and byte counts, and the incident entries seen in these devices.
     """
     import gzip
     from collections import Counter
@@ -169,13 +203,14 @@ def simulate_chunk(
 
     sites = make_sites(config)
     releases = fleet_releases(config)
+    injectors = plan_incidents(config, incidents)
     truth: list[dict[str, Any]] = []
     tickets: list[dict[str, str]] = []
     by_type: dict[str, int] = {}
     written = batches = 0
     suffix = ".json" if not compress else ".json.gz"
     for i in indices:
-        out = simulate_device(config, make_device(config, i), sites, releases)
+        out = simulate_device(config, make_device(config, i), sites, releases, injectors)
         truth.append(out.ground_truth())
         tickets.extend(out.tickets)
         for key, count in Counter(event["type"] for event in out.events).items():
@@ -195,12 +230,14 @@ def simulate_chunk(
         "bytes": written,
         "batches": batches,
         "devices": len(indices),
+        "incidents": [entry for injector in injectors for entry in injector.incidents()],
     }
 
 
 def run_simulate(args: argparse.Namespace) -> int:
     """Generate (and optionally upload) the fleet."""
     import time
+    from collections import Counter
 
     from rich.console import Console
 
@@ -213,7 +250,9 @@ def run_simulate(args: argparse.Namespace) -> int:
     batches_dir = _prepare_out(out)
     config = SimConfig(devices=args.devices, days=args.days, seed=args.seed, end=end)
     console = Console(stderr=True)
-    result = _generate(config, batches_dir, not args.no_gzip, args.workers, console)
+    result = _generate(
+        config, batches_dir, not args.no_gzip, args.workers, console, str(args.incidents)
+    )
     generated_s = time.monotonic() - start_clock
     summary: dict[str, Any] = {
         "out": str(out),
@@ -227,7 +266,8 @@ def run_simulate(args: argparse.Namespace) -> int:
         "batches": result["batches"],
         "batch_bytes": result["bytes"],
         "tickets": result["tickets"],
-        "incidents": 0,
+        "incidents": len(result["incidents"]),
+        "incident_kinds": dict(sorted(Counter(i["kind"] for i in result["incidents"]).items())),
         "generate_s": round(generated_s, 2),
     }
     if args.server:
@@ -253,7 +293,12 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 def _generate(
-    config: SimConfig, batches_dir: Path, compress: bool, workers: int, console: Any
+    config: SimConfig,
+    batches_dir: Path,
+    compress: bool,
+    workers: int,
+    console: Any,
+    incidents: str = "none",
 ) -> dict[str, Any]:
     import csv
     import json
@@ -272,12 +317,16 @@ def _generate(
             task = progress.add_task("Simulating devices", total=config.devices)
             if workers == 1 or len(chunks) == 1:
                 for chunk in chunks:
-                    parts.append(simulate_chunk(config, chunk, str(batches_dir), compress))
+                    parts.append(
+                        simulate_chunk(config, chunk, str(batches_dir), compress, incidents)
+                    )
                     progress.advance(task, len(chunk))
             else:
                 with ProcessPoolExecutor(max_workers=workers) as pool:
                     futures = [
-                        pool.submit(simulate_chunk, config, chunk, str(batches_dir), compress)
+                        pool.submit(
+                            simulate_chunk, config, chunk, str(batches_dir), compress, incidents
+                        )
                         for chunk in chunks
                     ]
                     for future in futures:
@@ -297,10 +346,13 @@ def _generate(
     for part in parts:
         for key, value in part["by_type"].items():
             by_type[key] = by_type.get(key, 0) + value
+    from scoring.incidents import merge_incidents
+
+    truth_incidents = merge_incidents(i for part in parts for i in part["incidents"])
     out = batches_dir.parent
     try:
         (out / "devices.json").write_text(json.dumps(truth, indent=2) + "\n")
-        (out / "incidents.json").write_text("[]\n")
+        (out / "incidents.json").write_text(json.dumps(truth_incidents, indent=2) + "\n")
         with (out / "tickets.csv").open("w", newline="") as handle:
             from scoring.simulate import TICKET_FIELDS
 
@@ -314,6 +366,7 @@ def _generate(
         "batches": sum(p["batches"] for p in parts),
         "bytes": sum(p["bytes"] for p in parts),
         "tickets": len(tickets),
+        "incidents": truth_incidents,
     }
 
 

@@ -62,10 +62,12 @@ experience that week: ``e = 1 - 0.08·hangs - 0.25·app crashes - 0.6·system cr
 max(0, (median boot s - 40) / 100)`` clipped to [0, 1], then
 ``value = clip(round(1.5 + 3.5·e + bias + N(0, 0.8)), 1, 5)`` with a per-device bias N(0, 0.3).
 
-Ground truth: ``incidents`` is empty for a healthy fleet. An :class:`Injector` (a later
-feature) may change a device's events before ids are given and report the incidents it
-injected. Background tickets (:data:`TICKET_FIELDS`): about 0.3 % of device working days open a
-ticket unrelated to telemetry (password resets, printers, access requests...).
+Ground truth: ``incidents`` is empty for a healthy fleet. An :class:`Injector`
+(:mod:`scoring.incidents`) may change a device's events before ids are given and report the
+incidents it injected; an injector with a ``tickets_for(device)`` method also raises the
+tickets of that device's user (kept when opened inside the period). Background tickets
+(:data:`TICKET_FIELDS`): about 0.3 % of device working days open a ticket unrelated to
+telemetry (password resets, printers, access requests...).
 
 Batches: a device's events sorted by time, in chunks of at most ``batch_events`` (500);
 ``batch_id`` is a UUID derived from the device id and the batch's first and last event ids
@@ -121,8 +123,10 @@ TICKET_FIELDS: Final = (
     "user",
     "category",
     "summary",
+    "incident_id",
 )
-"""The columns of ``tickets.csv``, in order."""
+"""The columns of ``tickets.csv``, in order (``incident_id``: the injected incident the ticket
+belongs to, empty for a background ticket)."""
 
 SITES: Final[tuple[tuple[str, str, str, float], ...]] = (
     ("London", "LON", "Europe/London", 0.4),
@@ -419,7 +423,8 @@ class SimDevice:
 
 
 class Injector(Protocol):
-    """Changes a device's events to plant incidents (a later feature), and reports them.
+    """Changes a device's events to plant incidents (:mod:`scoring.incidents`), and reports
+    them.
 
     ``apply`` sees the device's events before they get ids: dicts with ``type``, ``ts`` (and
     ``booted_at`` for boots) as POSIX seconds (floats) and the wire fields; it returns the
@@ -728,11 +733,15 @@ def simulate_device(
                         "user": device.user,
                         "category": category,
                         "summary": summary,
+                        "incident_id": "",
                     }
                 )
 
     for injector in injectors:
         events = injector.apply(device, events, rng, config)
+        raised = getattr(injector, "tickets_for", None)
+        if callable(raised):
+            tickets.extend(t for t in raised(device) if start <= _parse_iso(t["opened_at"]) < end)
     events = [e for e in events if start <= e["ts"] < end and start <= e.get("booted_at", start)]
     events.sort(key=lambda e: e["ts"])
     ts = np.array([e["ts"] for e in events])
@@ -746,6 +755,10 @@ def simulate_device(
         working_days=[d.local for d in days],
         days_off=days_off,
     )
+
+
+def _parse_iso(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def _version_at(key: str, version: str, t: float, installed: dict[str, float]) -> str:
@@ -1156,6 +1169,8 @@ _RS_TEMPLATE: Final = (
     '"memory_percent":%s,"memory_available_mb":%s,"cpu_pressure_s":%s,'
     '"memory_pressure_s":%s,"io_pressure_s":%s,"event_id":"%s"}'
 )
+_RS_DISK_KEYS: Final = (*_RS_KEYS[:-1], "disk_percent", "event_id")
+_RS_DISK_TEMPLATE: Final = _RS_TEMPLATE[:-17] + ',"disk_percent":%s,"event_id":"%s"}'
 _ENCODE: Final = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
@@ -1163,6 +1178,8 @@ def _event_json(event: dict[str, Any]) -> str:
     if event["type"] == "resource_sample" and tuple(event) == _RS_KEYS:
         # %s of a Python (or numpy) number is its JSON text, as json.dumps writes it
         return _RS_TEMPLATE % tuple(event.values())[1:]
+    if event["type"] == "resource_sample" and tuple(event) == _RS_DISK_KEYS:
+        return _RS_DISK_TEMPLATE % tuple(event.values())[1:]
     return _ENCODE(event)
 
 

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 
+from collector.alerts.router import router as alerts_router
 from collector.dashboard.router import router as dashboard_router
 from collector.db import make_engine, make_sessionmaker
 from collector.devices.router import router as devices_router
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(surveys_router)
     app.include_router(personas_router)
     app.include_router(scores_router)
+    app.include_router(alerts_router)
     app.include_router(dashboard_router)
 
     @app.middleware("http")

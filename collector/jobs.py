@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from collector.alerts.service import run_detection
 from collector.db import make_sessionmaker, utcnow
 from collector.ingest.repository import IngestRepository
 from collector.scores.service import run_scoring
@@ -47,7 +48,7 @@ def retention(session: Session, settings: Settings, as_of: datetime) -> dict[str
     }
 
 
-JOBS: dict[str, Job] = {"scores": run_scoring, "retention": retention}
+JOBS: dict[str, Job] = {"scores": run_scoring, "detect": run_detection, "retention": retention}
 """Every job, by name, in the order they run."""
 
 

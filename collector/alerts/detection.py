@@ -1,0 +1,571 @@
+"""The detectors: from a tenant's recent rollups and sparse events to candidate alerts.
+
+Pure functions over plain Python/numpy inputs (no database here), so they can be tested and
+replayed exactly; the statistics are scoring.detect's. Three detectors (docs/detection.md):
+
+* **change cohorts** — for every software change (app update or install, OS patch, driver)
+  adopted by at least ``min_devices`` devices in the last ``change_lookback``: do its
+  adopters, since adopting, crash or hang more in that app (app changes), or crash, hang or
+  boot worse (OS patches and drivers) than the devices that did not adopt it, over the same
+  recent window? A Poisson rate-ratio test (counts per active hour) or a Welch test of the
+  boot Apdex score, with a strict z and a minimum effect. The change *is* the suspect.
+* **site cohorts** — is one site's web-app experience (probe latency score, probe failures)
+  worse than the other sites' today and than its own recent days? The suspect is the change
+  adopted by most of the affected devices just before the onset, if one explains them.
+* **device shifts** — a device's daily score series against its own robust baseline (CUSUM
+  of robust z, :func:`scoring.detect.detect_series`), for slow, device-local degradation
+  such as a filling disk. The only detector that may single out one device.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Final
+
+import numpy as np
+
+from scoring.detect import (
+    DetectParams,
+    detect_series,
+    mean_difference_test,
+    overlap,
+    rate_ratio_test,
+)
+
+__all__ = [
+    "APP_CHANGES",
+    "Candidate",
+    "ChangeKey",
+    "DetectionInputs",
+    "DetectionSettings",
+    "DeviceInfo",
+    "change_cohorts",
+    "detect",
+    "device_shifts",
+    "severity",
+    "site_cohorts",
+    "suspect_change",
+]
+
+APP_CHANGES: Final = frozenset({"install", "update"})
+"""Software changes that concern one application (the others concern the whole device)."""
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """Thresholds of the detectors (defaults documented in docs/detection.md)."""
+
+    min_devices: int = 5
+    """Fewest devices in a fleet-wide alert's cohort (no alert singles out one person)."""
+    z_open: float = 4.0
+    """|z| a cohort test needs to open an alert (strict: many changes are tested each hour)."""
+    z_keep: float = 2.0
+    """|z| below which an open cohort alert counts as recovered."""
+    min_rate_ratio: float = 2.0
+    min_events: int = 4
+    """Fewest events in the adopters' cohort before a rate is compared."""
+    min_score_drop: float = 10.0
+    """Points of Apdex score (0-100) a duration cohort must lose."""
+    window: timedelta = timedelta(days=3)
+    """The recent window cohort tests compare (a recovered problem leaves it)."""
+    change_lookback: timedelta = timedelta(days=14)
+    site_baseline_days: int = 7
+    device_min_history: int = 7
+    device_h: float = 10.0
+    device_k: float = 1.0
+    device_min_drop: float = 25.0
+    device_sigma_floor: float = 5.0
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What the detectors know of a device."""
+
+    device_id: uuid.UUID
+    hostname: str
+    site: str | None
+    persona: str | None
+
+
+@dataclass(frozen=True)
+class ChangeKey:
+    """One software change as a cohort: (kind, name, target version or KB)."""
+
+    change: str
+    name: str
+    version: str
+
+    def label(self) -> str:
+        """Human-readable: ``teams.exe 24.3`` or ``os_patch KB5031455``."""
+        return f"{self.name} {self.version}".strip()
+
+
+@dataclass
+class DetectionInputs:
+    """A tenant's data for one detection run, all with ``ts <= as_of``."""
+
+    as_of: datetime
+    devices: Mapping[uuid.UUID, DeviceInfo]
+    day_rows: Sequence[
+        tuple[uuid.UUID, date, float, Mapping[str, Any], Mapping[str, Any], float | None]
+    ]
+    """(device, day, active_s, counts, metrics, score) of the scored device-days."""
+    changes: Sequence[tuple[uuid.UUID, datetime, Mapping[str, Any]]]
+    """(device, ts, data) of ``software_change`` events in the lookback."""
+    app_events: Sequence[tuple[uuid.UUID, str, datetime, Mapping[str, Any]]]
+    """(device, type, ts, data) of ``app_crash`` / ``app_hang`` / ``system_crash`` events."""
+    app_presence: Sequence[tuple[uuid.UUID, date, str]] = field(default_factory=list)
+    """(device, day, app name) of apps present on device-days."""
+
+
+@dataclass
+class Candidate:
+    """A degradation a detector found in this run (an alert to open or update)."""
+
+    kind: str
+    scope: str
+    scope_key: str
+    metric: str
+    title: str
+    onset: datetime
+    affected: list[uuid.UUID]
+    baseline: float
+    current: float
+    effect_size: float
+    z: float
+    evidence: dict[str, Any]
+    suspected_change: dict[str, Any] | None
+
+    @property
+    def fingerprint(self) -> str:
+        """What makes two findings the same problem."""
+        return f"{self.kind}|{self.scope}|{self.scope_key}|{self.metric}"
+
+
+def severity(affected: int, effect: float, scope: str) -> str:
+    """``critical`` / ``high`` / ``medium`` / ``low`` from the population hit and the effect.
+
+    ``effect`` is a rate ratio (≥ 1) or, for scores, the points lost divided by 10.
+    """
+    if scope == "device":
+        return "medium" if effect >= 4 else "low"
+    if affected >= 50 or effect >= 10:
+        return "critical"
+    if affected >= 20 or effect >= 5:
+        return "high"
+    if affected >= 5:
+        return "medium"
+    return "low"
+
+
+def _norm(name: str) -> str:
+    n = name.casefold().strip()
+    return n[:-4] if n.endswith(".exe") else n
+
+
+def _change_key(data: Mapping[str, Any]) -> ChangeKey | None:
+    change = str(data.get("change", ""))
+    name = str(data.get("name", ""))
+    if change == "removal" or not name:
+        return None
+    version = str(data.get("version_to") or data.get("kb") or "")
+    return ChangeKey(change=change, name=name, version=version)
+
+
+def _adoptions(inputs: DetectionInputs) -> dict[ChangeKey, dict[uuid.UUID, datetime]]:
+    """Each change and when each device adopted it (its first event of it)."""
+    out: dict[ChangeKey, dict[uuid.UUID, datetime]] = defaultdict(dict)
+    for device, ts, data in inputs.changes:
+        key = _change_key(data)
+        if key is not None and device not in out[key]:
+            out[key][device] = ts
+    return out
+
+
+def _day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _exposure_h(
+    active: Mapping[tuple[uuid.UUID, date], float],
+    device: uuid.UUID,
+    start: datetime,
+    end: datetime,
+) -> float:
+    """Active hours of a device in [start, end]: whole days, the first prorated by clock time."""
+    total = 0.0
+    day = start.date()
+    while day <= end.date():
+        a = active.get((device, day), 0.0)
+        if day == start.date():
+            a *= max(0.0, 1.0 - (start - _day_start(day)).total_seconds() / 86400.0)
+        total += a
+        day += timedelta(days=1)
+    return total / 3600.0
+
+
+def _matches_app(change: ChangeKey, data: Mapping[str, Any]) -> bool:
+    return _norm(str(data.get("app_name", ""))) == _norm(change.name)
+
+
+def change_cohorts(inputs: DetectionInputs, s: DetectionSettings) -> list[Candidate]:
+    """Cohort tests of every recent software change against its non-adopting peers."""
+    as_of = inputs.as_of
+    active = {(d, day): a for d, day, a, _c, _m, _s in inputs.day_rows}
+    boot = {(d, day): m.get("boot") for d, day, _a, _c, m, _s in inputs.day_rows}
+    present: dict[str, set[uuid.UUID]] = defaultdict(set)
+    for d, _day, app in inputs.app_presence:
+        present[_norm(app)].add(d)
+    seen = {d for d, *_ in inputs.day_rows}
+    out: list[Candidate] = []
+    for key, adopted in sorted(_adoptions(inputs).items(), key=lambda kv: kv[0].label()):
+        adopters = [d for d in adopted if d in inputs.devices]
+        if len(adopters) < s.min_devices:
+            continue
+        first = min(adopted[d] for d in adopters)
+        start = max(first, as_of - s.window)
+        if key.change in APP_CHANGES:
+            peers = sorted((present.get(_norm(key.name), set()) | set()) - set(adopters))
+            tests = [("app_crash", "app_crash_rate"), ("app_hang", "app_hang_rate")]
+        else:
+            peers = sorted(seen - set(adopters))
+            tests = [("system_crash", "system_crash_rate"), ("app_hang", "app_hang_rate")]
+        if len(peers) < s.min_devices:
+            continue
+        for event_type, metric in tests:
+            cand = _rate_cohort(
+                inputs, s, key, adopted, adopters, peers, start, event_type, metric, active
+            )
+            if cand is not None:
+                out.append(cand)
+        if key.change not in APP_CHANGES:
+            cand = _boot_cohort(inputs, s, key, adopted, adopters, peers, start, boot)
+            if cand is not None:
+                out.append(cand)
+    return out
+
+
+def _change_dict(
+    key: ChangeKey,
+    adopted: Mapping[uuid.UUID, datetime],
+    affected: Sequence[uuid.UUID],
+    onset: datetime,
+) -> dict[str, Any]:
+    adopters = list(adopted)
+    coverage, precision, jaccard = overlap([str(a) for a in affected], [str(a) for a in adopters])
+    first = min(adopted.values())
+    return {
+        "type": "software_change",
+        "change": key.change,
+        "name": key.name,
+        "version": key.version,
+        "adopters": len(adopters),
+        "first_adopted_at": first.isoformat(),
+        "coverage": round(coverage, 3),
+        "precision": round(precision, 3),
+        "jaccard": round(jaccard, 3),
+        "lag_h": round((onset - first).total_seconds() / 3600.0, 1),
+    }
+
+
+def _rate_cohort(
+    inputs: DetectionInputs,
+    s: DetectionSettings,
+    key: ChangeKey,
+    adopted: Mapping[uuid.UUID, datetime],
+    adopters: Sequence[uuid.UUID],
+    peers: Sequence[uuid.UUID],
+    start: datetime,
+    event_type: str,
+    metric: str,
+    active: Mapping[tuple[uuid.UUID, date], float],
+) -> Candidate | None:
+    as_of = inputs.as_of
+    adopter_set = set(adopters)
+    app_change = key.change in APP_CHANGES
+    count_a = count_b = 0
+    hit: dict[uuid.UUID, datetime] = {}
+    for device, kind, ts, data in inputs.app_events:
+        if kind != event_type or ts <= start:
+            continue
+        if app_change and not _matches_app(key, data):
+            continue
+        if device in adopter_set:
+            if ts > adopted[device]:
+                count_a += 1
+                hit.setdefault(device, ts)
+        elif device in peers:
+            count_b += 1
+    exp_a = sum(_exposure_h(active, d, max(start, adopted[d]), as_of) for d in adopters)
+    exp_b = sum(_exposure_h(active, d, start, as_of) for d in peers)
+    if count_a < s.min_events or exp_a <= 0 or exp_b <= 0:
+        return None
+    ratio, z = (float(v) for v in rate_ratio_test(count_a, exp_a, count_b, exp_b))
+    if not (z >= s.z_open and ratio >= s.min_rate_ratio) or len(hit) < min(3, s.min_devices):
+        return None
+    affected = sorted(hit)
+    onset = min(hit.values())
+    rate_a, rate_b = count_a / exp_a, count_b / exp_b
+    scope = "app_version" if app_change else "change"
+    scope_key = f"{key.name}@{key.version}" if app_change else f"{key.change}:{key.label()}"
+    what = event_type.replace("_", " ")
+    return Candidate(
+        kind="cohort",
+        scope=scope,
+        scope_key=scope_key,
+        metric=metric,
+        title=f"{what}s x{ratio:.1f} on devices with {key.label()} ({len(adopters)} adopters)",
+        onset=onset,
+        affected=affected,
+        baseline=rate_b,
+        current=rate_a,
+        effect_size=ratio,
+        z=z,
+        evidence={
+            "test": "poisson rate ratio",
+            "adopters": {"devices": len(adopters), "events": count_a, "active_h": round(exp_a, 1)},
+            "peers": {"devices": len(peers), "events": count_b, "active_h": round(exp_b, 1)},
+            "rate_per_h": {"baseline": round(rate_b, 5), "now": round(rate_a, 5)},
+            "z": round(z, 2),
+            "window_start": start.isoformat(),
+        },
+        suspected_change=_change_dict(key, adopted, affected, onset),
+    )
+
+
+def _boot_cohort(
+    inputs: DetectionInputs,
+    s: DetectionSettings,
+    key: ChangeKey,
+    adopted: Mapping[uuid.UUID, datetime],
+    adopters: Sequence[uuid.UUID],
+    peers: Sequence[uuid.UUID],
+    start: datetime,
+    boot: Mapping[tuple[uuid.UUID, date], Any],
+) -> Candidate | None:
+    after: list[float] = []
+    after_dev: dict[uuid.UUID, list[float]] = defaultdict(list)
+    peer_vals: list[float] = []
+    first_day = start.date()
+    for (device, day), value in boot.items():
+        if value is None or day < first_day:
+            continue
+        if device in adopted and device in inputs.devices:
+            if day > adopted[device].date():  # the boot after the patch
+                after.append(float(value))
+                after_dev[device].append(float(value))
+        elif device in peers:
+            peer_vals.append(float(value))
+    if len(after_dev) < s.min_devices or len(peer_vals) < s.min_devices:
+        return None
+    a, b = np.array(after), np.array(peer_vals)
+    diff, z = (
+        float(v)
+        for v in mean_difference_test(
+            a.mean(), a.var(ddof=1), len(a), b.mean(), b.var(ddof=1), len(b)
+        )
+    )
+    if math.isnan(z) or not (z <= -s.z_open and -diff >= s.min_score_drop):
+        return None
+    peer_mean = float(b.mean())
+    affected = sorted(d for d, v in after_dev.items() if min(v) < peer_mean - s.min_score_drop)
+    if len(affected) < min(3, s.min_devices):
+        return None
+    onset = min(adopted[d] for d in affected)
+    return Candidate(
+        kind="cohort",
+        scope="change",
+        scope_key=f"{key.change}:{key.label()}",
+        metric="boot",
+        title=f"boot score -{-diff:.0f} points after {key.label()} ({len(after_dev)} devices)",
+        onset=onset,
+        affected=affected,
+        baseline=peer_mean,
+        current=float(a.mean()),
+        effect_size=-diff / 10.0,
+        z=z,
+        evidence={
+            "test": "welch (boot apdex score)",
+            "adopters": {"device_days": len(after), "mean": round(float(a.mean()), 2)},
+            "peers": {"device_days": len(peer_vals), "mean": round(peer_mean, 2)},
+            "z": round(z, 2),
+            "window_start": start.isoformat(),
+        },
+        suspected_change=_change_dict(key, adopted, affected, onset),
+    )
+
+
+def suspect_change(
+    inputs: DetectionInputs,
+    affected: Sequence[uuid.UUID],
+    onset: datetime,
+    min_coverage: float = 0.6,
+) -> dict[str, Any] | None:
+    """The change adopted just before ``onset`` that best covers ``affected`` (or None).
+
+    Candidates: changes first adopted in [onset - 3 days, onset + 1 hour]; score = coverage x
+    precision (a change everyone got explains nothing specific); it must cover at least
+    ``min_coverage`` of the affected devices.
+    """
+    best: tuple[float, dict[str, Any]] | None = None
+    for key, adopted in _adoptions(inputs).items():
+        first = min(adopted.values())
+        if not onset - timedelta(days=3) <= first <= onset + timedelta(hours=1):
+            continue
+        coverage, precision, _ = overlap([str(a) for a in affected], [str(a) for a in adopted])
+        if coverage < min_coverage:
+            continue
+        score = coverage * precision
+        if best is None or score > best[0]:
+            best = (score, _change_dict(key, adopted, affected, onset))
+    return best[1] if best else None
+
+
+def site_cohorts(inputs: DetectionInputs, s: DetectionSettings) -> list[Candidate]:
+    """Web-app experience per site: today against the other sites and the site's own past."""
+    today = inputs.as_of.date()
+    base_start = today - timedelta(days=s.site_baseline_days)
+    out: list[Candidate] = []
+    for metric in ("probe_latency", "probe_failure_rate"):
+        now: dict[str, list[tuple[uuid.UUID, float]]] = defaultdict(list)
+        past: dict[str, list[float]] = defaultdict(list)
+        for device, day, _a, _c, m, _s in inputs.day_rows:
+            info = inputs.devices.get(device)
+            value = m.get(metric)
+            if info is None or info.site is None or value is None:
+                continue
+            if day == today:
+                now[info.site].append((device, float(value)))
+            elif base_start <= day < today:
+                past[info.site].append(float(value))
+        for site in sorted(now):
+            mine = np.array([v for _, v in now[site]])
+            others = np.array([v for other, vals in now.items() if other != site for _, v in vals])
+            own = np.array(past.get(site, []))
+            if len(mine) < s.min_devices or len(others) < s.min_devices or len(own) < s.min_devices:
+                continue
+            d_peer, z_peer = (
+                float(v)
+                for v in mean_difference_test(
+                    mine.mean(),
+                    mine.var(ddof=1),
+                    len(mine),
+                    others.mean(),
+                    others.var(ddof=1),
+                    len(others),
+                )
+            )
+            d_own, z_own = (
+                float(v)
+                for v in mean_difference_test(
+                    mine.mean(), mine.var(ddof=1), len(mine), own.mean(), own.var(ddof=1), len(own)
+                )
+            )
+            if any(math.isnan(x) for x in (z_peer, z_own)):
+                continue
+            drop = min(-d_peer, -d_own)
+            if not (z_peer <= -s.z_open and z_own <= -s.z_open and drop >= s.min_score_drop):
+                continue
+            affected = sorted(d for d, v in now[site] if v < float(own.mean()) - s.min_score_drop)
+            if len(affected) < s.min_devices:
+                continue
+            onset = _day_start(today)
+            out.append(
+                Candidate(
+                    kind="cohort",
+                    scope="site",
+                    scope_key=site,
+                    metric=metric,
+                    title=f"{metric.replace('_', ' ')} score -{drop:.0f} points at site {site}",
+                    onset=onset,
+                    affected=affected,
+                    baseline=float(own.mean()),
+                    current=float(mine.mean()),
+                    effect_size=drop / 10.0,
+                    z=min(z_peer, z_own),
+                    evidence={
+                        "test": "welch against other sites and the site's own past",
+                        "site": {"devices": len(mine), "mean": round(float(mine.mean()), 2)},
+                        "other_sites": {
+                            "devices": len(others),
+                            "mean": round(float(others.mean()), 2),
+                        },
+                        "own_past": {"device_days": len(own), "mean": round(float(own.mean()), 2)},
+                        "z_vs_peers": round(z_peer, 2),
+                        "z_vs_own_past": round(z_own, 2),
+                    },
+                    suspected_change=suspect_change(inputs, affected, onset),
+                )
+            )
+    return out
+
+
+def device_shifts(inputs: DetectionInputs, s: DetectionSettings) -> list[Candidate]:
+    """Each device's daily score against its own robust baseline (CUSUM)."""
+    series: dict[uuid.UUID, list[tuple[date, float]]] = defaultdict(list)
+    for device, day, _a, _c, _m, score in inputs.day_rows:
+        if score is not None and device in inputs.devices:
+            series[device].append((day, float(score)))
+    params = DetectParams(
+        direction=-1,
+        k=s.device_k,
+        h=s.device_h,
+        window=28,
+        min_history=s.device_min_history,
+        sigma_floor=s.device_sigma_floor,
+    )
+    today = inputs.as_of.date()
+    out: list[Candidate] = []
+    for device in sorted(series):
+        points = sorted(series[device])
+        if len(points) <= s.device_min_history or points[-1][0] != today:
+            continue
+        ts = np.array([_day_start(d).timestamp() for d, _ in points])
+        vs = np.array([v for _, v in points])
+        result, _state = detect_series(ts, vs, params=params)
+        if not result.flag[-1]:
+            continue
+        baseline = float(result.baseline[-1])
+        drop = baseline - float(vs[-1])
+        if drop < s.device_min_drop:
+            continue
+        onset = datetime.fromtimestamp(float(result.onset[-1]), UTC)
+        info = inputs.devices[device]
+        out.append(
+            Candidate(
+                kind="change_point",
+                scope="device",
+                scope_key=str(device),
+                metric="score",
+                title=f"{info.hostname}: experience score -{drop:.0f} points below its baseline",
+                onset=onset,
+                affected=[device],
+                baseline=baseline,
+                current=float(vs[-1]),
+                effect_size=drop / 10.0,
+                z=float(result.z[-1]),
+                evidence={
+                    "test": "cusum of robust z (daily score)",
+                    "cusum": round(float(result.cusum[-1]), 2),
+                    "h": s.device_h,
+                    "series": [
+                        {"day": d.isoformat(), "score": round(v, 1)} for d, v in points[-14:]
+                    ],
+                },
+                suspected_change=suspect_change(inputs, [device], onset),
+            )
+        )
+    return out
+
+
+def detect(inputs: DetectionInputs, s: DetectionSettings | None = None) -> list[Candidate]:
+    """Every detector on one tenant's inputs; candidates in a stable order."""
+    settings = s or DetectionSettings()
+    found = change_cohorts(inputs, settings) + site_cohorts(inputs, settings)
+    found += device_shifts(inputs, settings)
+    return sorted(found, key=lambda c: c.fingerprint)

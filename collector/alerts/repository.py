@@ -1,0 +1,130 @@
+"""SQL of detection and alerts: the windows of data detectors read, and the alert rows."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from collector.alerts.models import Alert
+from collector.devices.models import Device
+from collector.ingest.models import Event
+from collector.scores.models import DeviceAppDay, DeviceDayScore
+
+__all__ = ["AlertRepository"]
+
+
+class AlertRepository:
+    """Reads detection inputs; reads and writes alerts."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def devices(self, tenant_id: uuid.UUID) -> list[Device]:
+        """The tenant's devices."""
+        return list(
+            self.session.scalars(
+                select(Device).where(Device.tenant_id == tenant_id).order_by(Device.id)
+            )
+        )
+
+    def events(
+        self, tenant_id: uuid.UUID, types: Sequence[str], start: datetime, end: datetime
+    ) -> list[tuple[uuid.UUID, str, datetime, dict[str, Any]]]:
+        """(device_id, type, ts, data) of the tenant's events of ``types``, start < ts <= end.
+
+        Used for the sparse types only (software changes, crashes, hangs), in a fixed order.
+        """
+        rows = self.session.execute(
+            select(Event.device_id, Event.type, Event.ts, Event.data)
+            .where(
+                Event.tenant_id == tenant_id,
+                Event.type.in_(types),
+                Event.ts > start,
+                Event.ts <= end,
+            )
+            .order_by(Event.ts, Event.device_id, Event.event_id)
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def day_rows(
+        self, tenant_id: uuid.UUID, start: date, end: date
+    ) -> list[tuple[uuid.UUID, date, float, dict[str, Any], dict[str, Any], float | None]]:
+        """(device_id, day, active_s, counts, metrics, score) of the tenant's scored days."""
+        t = DeviceDayScore
+        rows = self.session.execute(
+            select(t.device_id, t.day, t.active_s, t.counts, t.metrics, t.score)
+            .where(t.tenant_id == tenant_id, t.day >= start, t.day <= end)
+            .order_by(t.device_id, t.day)
+        )
+        return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    def app_presence(
+        self, tenant_id: uuid.UUID, start: date, end: date
+    ) -> list[tuple[uuid.UUID, date, str]]:
+        """(device_id, day, app_name) where an app was present on a device-day."""
+        t = DeviceAppDay
+        rows = self.session.execute(
+            select(t.device_id, t.day, t.app_name)
+            .where(t.tenant_id == tenant_id, t.day >= start, t.day <= end)
+            .order_by(t.device_id, t.day, t.app_name)
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def active_alerts(self, tenant_id: uuid.UUID) -> list[Alert]:
+        """The tenant's open and acknowledged alerts."""
+        return list(
+            self.session.scalars(
+                select(Alert)
+                .where(Alert.tenant_id == tenant_id, Alert.status != "resolved")
+                .order_by(Alert.detected_at, Alert.id)
+            )
+        )
+
+    def alerts_detected_after(self, tenant_id: uuid.UUID, when: datetime) -> list[Alert]:
+        """Alerts of the tenant detected after ``when`` (a replay to an earlier as-of)."""
+        return list(
+            self.session.scalars(
+                select(Alert).where(Alert.tenant_id == tenant_id, Alert.detected_at > when)
+            )
+        )
+
+    def add(self, alert: Alert) -> None:
+        """Stage a new alert."""
+        self.session.add(alert)
+
+    def delete(self, alert: Alert) -> None:
+        """Remove an alert (only a replay to an earlier as-of does this)."""
+        self.session.delete(alert)
+
+    def list(
+        self,
+        tenant_id: uuid.UUID | None,
+        status: str,
+        *,
+        limit: int,
+        offset: int,
+    ) -> list[Alert]:
+        """Alerts of one tenant (None: all) by status (``all`` for any), newest first."""
+        stmt = select(Alert)
+        if tenant_id is not None:
+            stmt = stmt.where(Alert.tenant_id == tenant_id)
+        if status != "all":
+            stmt = stmt.where(Alert.status == status)
+        stmt = stmt.order_by(Alert.detected_at.desc(), Alert.id).limit(limit).offset(offset)
+        return list(self.session.scalars(stmt))
+
+    def get(self, alert_id: uuid.UUID) -> Alert | None:
+        """One alert by id (the caller checks the tenant)."""
+        return self.session.get(Alert, alert_id)
+
+    def hostnames(self, device_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+        """Hostname of each device id."""
+        rows = self.session.execute(
+            select(Device.id, Device.hostname).where(Device.id.in_(device_ids))
+        )
+        return {r[0]: r[1] for r in rows}

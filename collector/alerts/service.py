@@ -1,0 +1,271 @@
+"""The detection job and the alerts API: open, update, resolve; acknowledge; read.
+
+**The job** (``detect`` in ``collector.jobs``, after scoring): per tenant, read the last
+weeks of rollups and the sparse events up to ``as_of``, run the detectors
+(:mod:`collector.alerts.detection`) and reconcile their findings with the tenant's active
+alerts by fingerprint: a new finding opens an alert stamped ``detected_at = as_of``; a
+finding of an active alert updates it (affected devices only grow); an active alert no
+detector has confirmed for :data:`RESOLVE_AFTER` resolves itself (``resolved_at = as_of``).
+A run at an earlier ``as_of`` than alerts already stored first removes the alerts detected
+after it and reopens those resolved after it, so replays are exact.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy.orm import Session
+
+from collector.alerts.detection import (
+    Candidate,
+    DetectionInputs,
+    DetectionSettings,
+    DeviceInfo,
+    detect,
+    severity,
+)
+from collector.alerts.models import Alert
+from collector.alerts.repository import AlertRepository
+from collector.errors import Forbidden, NotFound, UnprocessableEntity
+from collector.identity.roles import Identity, Role
+from collector.scores.repository import ScoresRepository
+from collector.settings import Settings
+
+__all__ = [
+    "LOOKBACK_DAYS",
+    "RESOLVE_AFTER",
+    "STATUSES",
+    "alert_out",
+    "detect_tenant",
+    "get_alert",
+    "list_alerts",
+    "run_detection",
+    "set_status",
+]
+
+RESOLVE_AFTER: Final = timedelta(hours=24)
+"""An active alert no detector confirmed for this long resolves itself."""
+
+LOOKBACK_DAYS: Final = 28
+"""Days of rollups the detectors read (baselines need history)."""
+
+STATUSES: Final = ("open", "acknowledged", "resolved")
+
+_EVENT_TYPES: Final = ("app_crash", "app_hang", "system_crash")
+
+
+def _inputs(
+    session: Session, tenant_id: uuid.UUID, as_of: datetime, s: DetectionSettings
+) -> DetectionInputs:
+    repo = AlertRepository(session)
+    devices = {
+        d.id: DeviceInfo(
+            device_id=d.id,
+            hostname=d.hostname,
+            site=(d.tags or {}).get("site"),
+            persona=d.persona,
+        )
+        for d in repo.devices(tenant_id)
+    }
+    first_day = (as_of - timedelta(days=LOOKBACK_DAYS)).date()
+    lookback = as_of - s.change_lookback
+    return DetectionInputs(
+        as_of=as_of,
+        devices=devices,
+        day_rows=repo.day_rows(tenant_id, first_day, as_of.date()),
+        changes=[
+            (d, ts, data)
+            for d, _k, ts, data in repo.events(tenant_id, ("software_change",), lookback, as_of)
+        ],
+        app_events=repo.events(tenant_id, _EVENT_TYPES, lookback, as_of),
+        app_presence=repo.app_presence(tenant_id, (as_of - s.window).date(), as_of.date()),
+    )
+
+
+def _apply(alert: Alert, c: Candidate, as_of: datetime) -> None:
+    """Copy a finding onto an alert (affected devices only grow while it is active)."""
+    affected = sorted({*alert.affected_device_ids, *(str(d) for d in c.affected)})
+    alert.title = c.title
+    alert.onset = min(alert.onset, c.onset) if alert.onset else c.onset
+    alert.affected_device_ids = affected
+    alert.affected_count = len(affected)
+    alert.baseline = c.baseline
+    alert.current = c.current
+    alert.effect_size = c.effect_size
+    alert.evidence = {**c.evidence, "z": round(c.z, 2)}
+    alert.suspected_change = c.suspected_change
+    alert.severity = severity(len(affected), c.effect_size, c.scope)
+    alert.updated_at = as_of
+
+
+def detect_tenant(
+    session: Session, tenant_id: uuid.UUID, as_of: datetime, s: DetectionSettings | None = None
+) -> dict[str, int]:
+    """Run the detectors for one tenant and reconcile its alerts; commits."""
+    settings = s or DetectionSettings()
+    repo = AlertRepository(session)
+    for later in repo.alerts_detected_after(tenant_id, as_of):
+        repo.delete(later)
+    active = {a.fingerprint: a for a in repo.active_alerts(tenant_id)}
+    for again in _reopened(session, tenant_id, as_of):
+        active[again.fingerprint] = again
+    found = [
+        c
+        for c in detect(_inputs(session, tenant_id, as_of, settings), settings)
+        if c.scope == "device" or len(c.affected) >= settings.min_devices
+    ]
+    counts = {"opened": 0, "updated": 0, "resolved": 0}
+    for c in found:
+        existing = active.pop(c.fingerprint, None)
+        if existing is None:
+            alert = Alert(
+                tenant_id=tenant_id,
+                fingerprint=c.fingerprint,
+                kind=c.kind,
+                scope=c.scope,
+                scope_key=c.scope_key,
+                metric=c.metric,
+                status="open",
+                onset=c.onset,
+                detected_at=as_of,
+                affected_device_ids=[],
+            )
+            _apply(alert, c, as_of)
+            repo.add(alert)
+            counts["opened"] += 1
+        else:
+            _apply(existing, c, as_of)
+            counts["updated"] += 1
+    for stale in active.values():
+        if stale.updated_at <= as_of - RESOLVE_AFTER:
+            stale.status = "resolved"
+            stale.resolved_at = as_of
+            counts["resolved"] += 1
+    session.commit()
+    return counts
+
+
+def _reopened(session: Session, tenant_id: uuid.UUID, as_of: datetime) -> list[Alert]:
+    """Alerts resolved after ``as_of`` (a replay to an earlier time): active again."""
+    out = []
+    for alert in AlertRepository(session).list(tenant_id, "resolved", limit=10_000, offset=0):
+        if alert.resolved_at is not None and alert.resolved_at > as_of:
+            alert.status = "acknowledged" if alert.acknowledged_at else "open"
+            alert.resolved_at = None
+            out.append(alert)
+    return out
+
+
+def run_detection(session: Session, settings: Settings, as_of: datetime) -> dict[str, Any]:
+    """The ``detect`` job: every tenant with devices (see the module doc)."""
+    totals = {"tenants": 0, "opened": 0, "updated": 0, "resolved": 0}
+    for tenant_id in ScoresRepository(session).tenants_with_devices():
+        counts = detect_tenant(session, tenant_id, as_of)
+        totals["tenants"] += 1
+        for k, v in counts.items():
+            totals[k] += v
+    return totals
+
+
+# -- the API -----------------------------------------------------------------------------
+
+
+def alert_out(
+    alert: Alert, hostnames: dict[uuid.UUID, str], *, detail: bool = False
+) -> dict[str, Any]:
+    """An alert as the API shows it (the contract's fields; ``detail`` adds the evidence)."""
+    ids = [uuid.UUID(d) for d in alert.affected_device_ids]
+    out: dict[str, Any] = {
+        "id": alert.id,
+        "tenant_id": alert.tenant_id,
+        "kind": alert.kind,
+        "scope": alert.scope,
+        "scope_key": alert.scope_key,
+        "metric": alert.metric,
+        "title": alert.title,
+        "onset": alert.onset,
+        "detected_at": alert.detected_at,
+        "updated_at": alert.updated_at,
+        "severity": alert.severity,
+        "affected_devices": {
+            "count": alert.affected_count,
+            "devices": [
+                {"device_id": d, "hostname": hostnames.get(d)} for d in ids[: 200 if detail else 20]
+            ],
+        },
+        "suspected_change": alert.suspected_change,
+        "status": alert.status,
+        "acknowledged_at": alert.acknowledged_at,
+        "acknowledged_by": alert.acknowledged_by,
+        "resolved_at": alert.resolved_at,
+    }
+    if detail:
+        out["baseline"] = alert.baseline
+        out["current"] = alert.current
+        out["effect_size"] = alert.effect_size
+        out["evidence"] = alert.evidence
+    return out
+
+
+def list_alerts(
+    session: Session,
+    identity: Identity,
+    status: str,
+    *,
+    tenant: uuid.UUID | None,
+    limit: int = 100,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """The caller's alerts by status (``open``, ``acknowledged``, ``resolved`` or ``all``)."""
+    if status not in (*STATUSES, "all"):
+        raise UnprocessableEntity(
+            "status is open, acknowledged, resolved or all", code="bad_status", field="status"
+        )
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise UnprocessableEntity("limit is 1-1000, offset ≥ 0", code="bad_page", field="limit")
+    repo = AlertRepository(session)
+    alerts = repo.list(identity.visible_tenant(tenant), status, limit=limit, offset=offset)
+    ids = [uuid.UUID(d) for a in alerts for d in a.affected_device_ids[:20]]
+    names = repo.hostnames(ids)
+    return {"items": [alert_out(a, names) for a in alerts], "limit": limit, "offset": offset}
+
+
+def _visible(session: Session, identity: Identity, alert_id: uuid.UUID) -> Alert:
+    alert = AlertRepository(session).get(alert_id)
+    visible = identity.visible_tenant(None)
+    if alert is None or (visible is not None and alert.tenant_id != visible):
+        raise NotFound("no such alert", code="alert_not_found")
+    return alert
+
+
+def get_alert(session: Session, identity: Identity, alert_id: uuid.UUID) -> dict[str, Any]:
+    """One alert with its evidence (404 for another tenant's)."""
+    alert = _visible(session, identity, alert_id)
+    names = AlertRepository(session).hostnames([uuid.UUID(d) for d in alert.affected_device_ids])
+    return alert_out(alert, names, detail=True)
+
+
+def set_status(
+    session: Session, identity: Identity, alert_id: uuid.UUID, action: str, now: datetime
+) -> dict[str, Any]:
+    """Acknowledge or resolve an alert by hand (admin or analyst); commits."""
+    if identity.role not in (Role.ADMIN, Role.ANALYST):
+        raise Forbidden("working alerts needs the admin or analyst role", code="role_required")
+    alert = _visible(session, identity, alert_id)
+    if action == "acknowledge":
+        if alert.status == "resolved":
+            raise UnprocessableEntity(
+                "a resolved alert cannot be acknowledged", code="alert_resolved"
+            )
+        alert.status = "acknowledged"
+        alert.acknowledged_at = now
+        alert.acknowledged_by = f"{identity.kind}:{identity.subject_id}"
+    elif action == "resolve":
+        alert.status = "resolved"
+        alert.resolved_at = now
+    else:  # pragma: no cover - the router only routes the two actions
+        raise UnprocessableEntity(f"unknown action {action!r}", code="bad_action")
+    session.commit()
+    return get_alert(session, identity, alert_id)

@@ -1,0 +1,174 @@
+"""The detectors on hand-made tenant data (collector.alerts.detection, no database).
+
+Each detector gets a fleet where its problem is planted and one where it is not: it must find
+the first, name the right change, and stay quiet on the second.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from collector.alerts.detection import (
+    DetectionInputs,
+    DetectionSettings,
+    DeviceInfo,
+    change_cohorts,
+    detect,
+    device_shifts,
+    severity,
+    site_cohorts,
+)
+
+AS_OF = datetime(2026, 11, 20, 15, tzinfo=UTC)
+TODAY = AS_OF.date()
+DEVICES = [uuid.UUID(int=i + 1) for i in range(40)]
+
+
+def infos(site_of: dict[uuid.UUID, str] | None = None) -> dict[uuid.UUID, DeviceInfo]:
+    return {
+        d: DeviceInfo(d, f"ws-{i:03d}", (site_of or {}).get(d, "nyc"), "knowledge_worker")
+        for i, d in enumerate(DEVICES)
+    }
+
+
+def days(n: int) -> list[date]:
+    return [TODAY - timedelta(days=k) for k in range(n - 1, -1, -1)]
+
+
+def rows(
+    metrics_of: Any = None, score_of: Any = None, n_days: int = 21
+) -> list[tuple[uuid.UUID, date, float, dict[str, Any], dict[str, Any], float | None]]:
+    out = []
+    for d in DEVICES:
+        for day in days(n_days):
+            m = metrics_of(d, day) if metrics_of else {"boot": 90.0}
+            s = score_of(d, day) if score_of else 85.0
+            out.append((d, day, 8 * 3600.0, {}, m, s))
+    return out
+
+
+def update(device: uuid.UUID, ts: datetime, name: str = "teams.exe", to: str = "2.0") -> Any:
+    return (device, ts, {"change": "update", "name": name, "version_from": "1.0", "version_to": to})
+
+
+def crash(device: uuid.UUID, ts: datetime, version: str, name: str = "teams.exe") -> Any:
+    return (device, "app_crash", ts, {"app_name": name, "app_version": version})
+
+
+def presence() -> list[tuple[uuid.UUID, date, str]]:
+    return [(d, day, "teams.exe") for d in DEVICES for day in days(3)]
+
+
+def test_an_app_version_that_crashes_is_found_with_its_change() -> None:
+    adopters = DEVICES[:12]
+    adopted_at = AS_OF - timedelta(days=1, hours=6)
+    changes = [update(d, adopted_at + timedelta(minutes=i)) for i, d in enumerate(adopters)]
+    events = [
+        crash(d, adopted_at + timedelta(hours=2 + k), "2.0") for d in adopters for k in range(2)
+    ]
+    events += [crash(d, AS_OF - timedelta(hours=30), "1.0") for d in DEVICES[12:15]]
+    inputs = DetectionInputs(AS_OF, infos(), rows(), changes, events, presence())
+    found = change_cohorts(inputs, DetectionSettings())
+    (alert,) = [c for c in found if c.metric == "app_crash_rate"]
+    assert alert.scope == "app_version" and alert.scope_key == "teams.exe@2.0"
+    assert set(alert.affected) == set(adopters)
+    assert alert.onset == adopted_at + timedelta(hours=2)
+    assert alert.effect_size > 2 and alert.z >= 4
+    assert alert.suspected_change is not None
+    assert alert.suspected_change["name"] == "teams.exe"
+    assert alert.suspected_change["coverage"] == 1.0
+    # the same update, crashing no more than the old version: nothing
+    calm = [crash(d, adopted_at + timedelta(hours=3), "2.0") for d in adopters[:2]]
+    calm += [crash(d, AS_OF - timedelta(hours=20), "1.0") for d in DEVICES[12:20]]
+    quiet = DetectionInputs(AS_OF, infos(), rows(), changes, calm, presence())
+    assert change_cohorts(quiet, DetectionSettings()) == []
+
+
+def test_an_os_patch_that_slows_boot_is_found() -> None:
+    adopters = set(DEVICES[:15])
+    patched_at = datetime.combine(TODAY - timedelta(days=2), datetime.min.time(), UTC)
+    changes = [
+        (
+            d,
+            patched_at + timedelta(hours=9),
+            {"change": "os_patch", "name": "Windows", "kb": "KB5031455"},
+        )
+        for d in sorted(adopters)
+    ]
+    rng = np.random.default_rng(1)
+
+    def metrics(d: uuid.UUID, day: date) -> dict[str, Any]:
+        slow = d in adopters and day > patched_at.date()
+        return {"boot": float(rng.normal(40 if slow else 90, 5))}
+
+    inputs = DetectionInputs(AS_OF, infos(), rows(metrics), changes, [], [])
+    found = [c for c in change_cohorts(inputs, DetectionSettings()) if c.metric == "boot"]
+    assert len(found) == 1
+    assert found[0].scope_key == "os_patch:Windows KB5031455"
+    assert set(found[0].affected) <= adopters and len(found[0].affected) >= 10
+
+
+def test_a_slow_site_is_found_and_other_sites_are_not() -> None:
+    site_of = {d: ("paris" if i < 10 else "nyc") for i, d in enumerate(DEVICES)}
+    rng = np.random.default_rng(2)
+
+    def metrics(d: uuid.UUID, day: date) -> dict[str, Any]:
+        bad = site_of[d] == "paris" and day == TODAY
+        return {
+            "probe_latency": float(rng.normal(30 if bad else 95, 4)),
+            "probe_failure_rate": 100.0,
+        }
+
+    inputs = DetectionInputs(AS_OF, infos(site_of), rows(metrics), [], [], [])
+    found = site_cohorts(inputs, DetectionSettings())
+    assert [(c.scope, c.scope_key, c.metric) for c in found] == [("site", "paris", "probe_latency")]
+    assert len(found[0].affected) == 10 and found[0].suspected_change is None
+
+
+def test_a_device_sliding_down_is_found_alone() -> None:
+    rng = np.random.default_rng(3)
+    sick = DEVICES[7]
+
+    def score(d: uuid.UUID, day: date) -> float:
+        age = (TODAY - day).days
+        drift = max(0, 6 - age) * 12.0 if d == sick else 0.0
+        return float(rng.normal(85, 3) - drift)
+
+    inputs = DetectionInputs(AS_OF, infos(), rows(score_of=score), [], [], [])
+    found = device_shifts(inputs, DetectionSettings())
+    assert [c.scope_key for c in found] == [str(sick)]
+    assert found[0].scope == "device" and found[0].affected == [sick]
+
+
+def test_a_healthy_noisy_fleet_raises_nothing() -> None:
+    rng = np.random.default_rng(4)
+    inputs = DetectionInputs(
+        AS_OF,
+        infos({d: ("paris" if i % 3 else "nyc") for i, d in enumerate(DEVICES)}),
+        rows(
+            lambda d, day: {
+                "boot": float(rng.normal(85, 10)),
+                "probe_latency": float(rng.normal(90, 8)),
+            },
+            lambda d, day: float(np.clip(rng.normal(80, 12), 0, 100)),
+        ),
+        [update(d, AS_OF - timedelta(hours=30)) for d in DEVICES[:20]],
+        [
+            crash(d, AS_OF - timedelta(hours=h), "2.0" if i < 20 else "1.0")
+            for h, (i, d) in zip(range(2, 42), enumerate(DEVICES), strict=False)
+        ],
+        presence(),
+    )
+    assert detect(inputs) == []
+
+
+def test_severity_grows_with_population_and_effect() -> None:
+    assert severity(3, 2.5, "app_version") == "low"
+    assert severity(8, 2.5, "app_version") == "medium"
+    assert severity(25, 2.5, "app_version") == "high"
+    assert severity(8, 12.0, "app_version") == "critical"
+    assert severity(1, 5.0, "device") == "medium"

@@ -185,7 +185,9 @@ def _check_agent(agent_dir: Path) -> Path:
     return executable
 
 
-def stage_linux_tree(agent_dir: Path, root: Path, *, epoch: int, version: str) -> None:
+def stage_linux_tree(
+    agent_dir: Path, root: Path, *, epoch: int, version: str, revision: int = 1
+) -> None:
     """Lay out the files every Linux package installs, under ``root`` (the future ``/``).
 
     ``/opt/dexscope`` (the frozen folder), the systemd unit, the conffile
@@ -213,7 +215,7 @@ def stage_linux_tree(agent_dir: Path, root: Path, *, epoch: int, version: str) -
     changelog = (
         (LINUX / "debian" / "changelog.in")
         .read_text(encoding="utf-8")
-        .replace("@DEB_VERSION@", f"{version}-1")
+        .replace("@DEB_VERSION@", f"{version}-{revision}")
         .replace("@VERSION@", version)
         .replace("@DATE@", time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(epoch)))
     )
@@ -237,17 +239,22 @@ def _glibc() -> str:
     return release if name == "glibc" and release else "2.36"
 
 
-def build_deb(agent_dir: Path, out_dir: Path) -> Path:
-    """Build ``dexscope-agent_<version>-1_<arch>.deb`` with ``dpkg-deb``; return its path."""
+def build_deb(agent_dir: Path, out_dir: Path, *, revision: int = 1) -> Path:
+    """Build ``dexscope-agent_<version>-<revision>_<arch>.deb`` with ``dpkg-deb``; its path.
+
+    ``revision`` is the Debian revision (a rebuild of the same agent for packaging changes;
+    the tests use it to upgrade from one build to the next).
+    """
     dpkg_deb = _require("dpkg-deb", "dpkg")
     version = agent_version()
+    deb_version = f"{version}-{revision}"
     epoch = source_date_epoch()
     arch = deb_architecture()
     out_dir.mkdir(parents=True, exist_ok=True)
     stage = out_dir / f".stage-deb-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)
     try:
-        stage_linux_tree(agent_dir, stage, epoch=epoch, version=version)
+        stage_linux_tree(agent_dir, stage, epoch=epoch, version=version, revision=revision)
         # lintian overrides travel inside the package
         overrides = stage / "usr" / "share" / "lintian" / "overrides" / DEB_NAME
         overrides.parent.mkdir(parents=True, exist_ok=True)
@@ -260,7 +267,7 @@ def build_deb(agent_dir: Path, out_dir: Path) -> Path:
         description = "\n".join(f" {line}" if line else " ." for line in DESCRIPTION.splitlines())
         (control_dir / "control").write_text(
             f"Package: {DEB_NAME}\n"
-            f"Version: {version}-1\n"
+            f"Version: {deb_version}\n"
             f"Architecture: {arch}\n"
             f"Maintainer: {MAINTAINER}\n"
             f"Installed-Size: {installed_kib}\n"
@@ -287,7 +294,7 @@ def build_deb(agent_dir: Path, out_dir: Path) -> Path:
             (control_dir / name).chmod(0o644)
         for script in ("postinst", "prerm", "postrm"):
             (control_dir / script).chmod(0o755)
-        target = out_dir / f"{DEB_NAME}_{version}-1_{arch}.deb"
+        target = out_dir / f"{DEB_NAME}_{deb_version}_{arch}.deb"
         env = dict(os.environ, SOURCE_DATE_EPOCH=str(epoch))
         _run([dpkg_deb, "--root-owner-group", "-Zxz", "--build", str(stage), str(target)], env=env)
     finally:
@@ -508,10 +515,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--agent", type=Path, default=ROOT / "dist" / "dexscope-agent")
     parser.add_argument("--payload", type=Path, help="MSI: a Windows dexscope-agent folder")
     parser.add_argument("--out", type=Path, default=ROOT / "dist" / "packages")
+    parser.add_argument("--revision", type=int, default=1, help="deb: the Debian revision")
     args = parser.parse_args(argv)
     try:
         if args.kind == "deb":
-            built = build_deb(args.agent.resolve(), args.out.resolve())
+            built = build_deb(args.agent.resolve(), args.out.resolve(), revision=args.revision)
         elif args.kind == "rpm":
             built = build_rpm(args.agent.resolve(), args.out.resolve())
         else:

@@ -1,0 +1,218 @@
+"""The .deb's life in a throw-away Debian root: install, upgrade, remove, purge.
+
+A minimal Debian (``debootstrap --variant=minbase``, the host's release) is unpacked into a
+temporary folder and the package is driven with that root's own ``dpkg`` (``chroot``): the
+host's package database is never touched. The debootstrap download is cached as a tarball
+in ``/var/cache/dexscope-test/`` (``DEXSCOPE_TEST_CACHE`` to move it), keyed by release,
+variant and extra packages, and made again when absent (it needs the Debian archive: about
+20 s to download, 20 s to unpack, measured 2026-12-02). Needs root (chroot); without root,
+debootstrap or the archive, the tests skip (under ``CI=true`` they fail).
+
+Checked: a silent install with the parameters in the environment creates the user, the
+0600 enrollment file and the enabled unit; an upgrade without parameters keeps an
+admin-edited conffile without a prompt (stdin closed) and the remembered parameters; a seed
+file's values replace them on a later upgrade; remove keeps configuration, purge removes
+everything the package created (files, state, user, group).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.installers.conftest import need, tool
+
+pytestmark = pytest.mark.installers
+
+MIRROR = "http://deb.debian.org/debian"
+INCLUDE = "adduser,init-system-helpers"
+
+
+def release() -> str:
+    """The host's Debian release (``VERSION_CODENAME``), bookworm when unknown."""
+    try:
+        text = Path("/etc/os-release").read_text()
+    except OSError:
+        return "bookworm"
+    match = re.search(r"^VERSION_CODENAME=\"?(\w+)", text, re.M)
+    return match.group(1) if match else "bookworm"
+
+
+def cached_tarball() -> Path:
+    """The debootstrap tarball for this release, downloaded once and kept in the cache."""
+    debootstrap = tool("debootstrap", "debootstrap")
+    cache = Path(os.environ.get("DEXSCOPE_TEST_CACHE", "/var/cache/dexscope-test"))
+    suite = release()
+    tarball = cache / f"debootstrap-{suite}-minbase-{INCLUDE.replace(',', '+')}.tgz"
+    if tarball.is_file() and tarball.stat().st_size > 0:
+        return tarball
+    cache.mkdir(parents=True, exist_ok=True)
+    work = cache / f".work-{os.getpid()}"
+    partial = tarball.with_suffix(f".{os.getpid()}.partial.tgz")
+    try:
+        done = subprocess.run(
+            [
+                debootstrap,
+                "--variant=minbase",
+                f"--include={INCLUDE}",
+                f"--make-tarball={partial}",
+                suite,
+                str(work),
+                MIRROR,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        need(done.returncode == 0, f"debootstrap could not download {suite}: {done.stderr[-300:]}")
+        partial.replace(tarball)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        partial.unlink(missing_ok=True)
+    return tarball
+
+
+@pytest.fixture(scope="module")
+def debian_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh minimal Debian root, unpacked from the cached debootstrap tarball."""
+    need(os.geteuid() == 0, "the install tests need root (chroot into a throw-away root)")
+    tarball = cached_tarball()
+    root = tmp_path_factory.mktemp("debian-root") / "root"
+    done = subprocess.run(
+        [
+            tool("debootstrap", "debootstrap"),
+            "--variant=minbase",
+            f"--include={INCLUDE}",
+            f"--unpack-tarball={tarball}",
+            release(),
+            str(root),
+            MIRROR,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return root
+
+
+@pytest.fixture(scope="module")
+def upgrade_deb(
+    packages: ModuleType, frozen_agent: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The same agent as a later Debian revision (-2): an upgrade of ``deb``."""
+    built: Path = packages.build_deb(frozen_agent, tmp_path_factory.mktemp("deb2"), revision=2)
+    return built
+
+
+def dpkg(root: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run the root's own dpkg in it; stdin closed, so any prompt would fail the test."""
+    done = subprocess.run(
+        ["chroot", str(root), "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+        + [f"{k}={v}" for k, v in (env or {}).items()]
+        + ["dpkg", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def env_values(path: Path) -> dict[str, str]:
+    return dict(
+        line.split("=", 1) for line in path.read_text().splitlines() if line and line[0] != "#"
+    )
+
+
+def accounts(root: Path) -> tuple[bool, bool]:
+    users = (root / "etc" / "passwd").read_text()
+    groups = (root / "etc" / "group").read_text()
+    return bool(re.search(r"^dexscope:", users, re.M)), bool(re.search(r"^dexscope:", groups, re.M))
+
+
+def test_install_upgrade_remove_purge(debian_root: Path, deb: Path, upgrade_deb: Path) -> None:
+    root = debian_root
+    for package in (deb, upgrade_deb):
+        shutil.copy(package, root / "tmp" / package.name)
+    etc = root / "etc" / "dexscope"
+
+    # 1. silent install, parameters in the environment
+    dpkg(
+        root,
+        "-i",
+        f"/tmp/{deb.name}",
+        env={
+            "DEXSCOPE_SERVER_URL": "https://dex.example.com",
+            "DEXSCOPE_ENROLL_TOKEN": "dxe_first",
+            "DEXSCOPE_TAGS": "site=paris",
+        },
+    )
+    assert accounts(root) == (True, True)
+    passwd = (root / "etc" / "passwd").read_text()
+    assert re.search(
+        r"^dexscope:x:\d+:\d+:[^:]*:/var/lib/dexscope:/usr/sbin/nologin$", passwd, re.M
+    )
+    enroll = etc / "enroll.env"
+    assert stat.S_IMODE(enroll.stat().st_mode) == 0o600 and enroll.stat().st_uid == 0
+    assert env_values(enroll)["DEXSCOPE_ENROLL_TOKEN"] == "dxe_first"
+    wants = root / "etc/systemd/system/multi-user.target.wants/dexscope-agent.service"
+    assert wants.is_symlink()  # enabled (started at boot; no systemd runs in the chroot)
+    assert (root / "opt/dexscope/dexscope-agent").stat().st_mode & 0o111
+
+    # 2. the admin edits the conffile; an upgrade without parameters keeps it, no prompt
+    shipped = (etc / "agent.toml").read_text()
+    (etc / "agent.toml").write_text(shipped + '\npersona_hint = "developer"\n')
+    out = dpkg(root, "-i", f"/tmp/{upgrade_deb.name}")
+    assert "Configuration file" not in out  # dpkg's conffile prompt never appeared
+    assert (etc / "agent.toml").read_text().endswith('persona_hint = "developer"\n')
+    assert env_values(enroll)["DEXSCOPE_SERVER_URL"] == "https://dex.example.com"
+    assert env_values(enroll)["DEXSCOPE_TAG_ARGS"] == "--tag=site=paris"
+    status = dpkg(root, "-s", "dexscope-agent")
+    assert re.search(r"^Version: .*-2$", status, re.M)
+
+    # 3. a seed file (as Ansible places it) changes the parameters at the next configure
+    (etc / "seed.env").write_text("DEXSCOPE_ENROLL_TOKEN=dxe_seeded\nDEXSCOPE_TAGS=site=lyon\n")
+    dpkg(root, "-i", f"/tmp/{upgrade_deb.name}")
+    assert env_values(enroll)["DEXSCOPE_ENROLL_TOKEN"] == "dxe_seeded"
+    assert env_values(enroll)["DEXSCOPE_TAGS"] == "site=lyon"
+    assert (etc / "agent.toml").read_text().endswith('persona_hint = "developer"\n')
+    (root / "var/lib/dexscope").mkdir(exist_ok=True)  # as systemd's StateDirectory= would
+    (root / "var/lib/dexscope/identity.json").write_text("{}")
+
+    # 4. remove: the program goes, configuration, state and user stay
+    dpkg(root, "-r", "dexscope-agent")
+    assert not (root / "opt/dexscope").exists()
+    assert (etc / "agent.toml").is_file() and enroll.is_file()
+    assert accounts(root) == (True, True)
+
+    # 5. purge: everything the package created goes
+    dpkg(root, "-P", "dexscope-agent")
+    assert not etc.exists()
+    assert not (root / "var/lib/dexscope").exists()
+    assert accounts(root) == (False, False)
+    assert not wants.exists()
+    leftovers = [
+        p
+        for p in (
+            "opt/dexscope",
+            "usr/libexec/dexscope-agent",
+            "lib/systemd/system/dexscope-agent.service",
+            "etc/xdg/autostart/dexscope-survey-helper.desktop",
+            "usr/sbin/dexscope-agent",
+        )
+        if (root / p).exists() or (root / p).is_symlink()
+    ]
+    assert not leftovers
+    assert "dexscope-agent" not in dpkg(root, "-l")

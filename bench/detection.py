@@ -1,0 +1,283 @@
+"""Detection against ground truth: a simulated fleet with injected incidents, replayed hourly.
+
+Usage: ``./dev bench detection [--devices 2000] [--days 60] [--seeds 1 2 3] [--step-h 1]``.
+
+For each seed: ``dexscope simulate --incidents auto --server …`` enrolls the fleet and uploads
+every batch through the public API into a fresh collector (SQLite, or ``--postgres URL``),
+then the collector's jobs (``collector.jobs.run_once``: scoring, detection, retention — the
+code ``dexscope collector jobs --once --as-of`` runs) are stepped every ``--step-h`` hours
+from the end of the first week to the end of the period. Every alert ever opened is then
+matched to the incidents of ``incidents.json`` (an alert belongs to the incident whose
+affected devices hold most of its own, detected between the incident's onset and a day after
+its end) and to the first ticket of each incident in ``tickets.csv``. Printed per seed and as
+the spread over seeds: share of incidents flagged before their first ticket, median lead
+time (first ticket - detected_at), share whose suspected change is the true one, false alerts
+per 1,000 device-days, and the jobs' time per step. Thresholds are the defaults; nothing is
+tuned to a seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support import CollectorProcess, create_tenant, dexscope_cmd
+
+
+def _ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def run_seed(
+    seed: int, devices: int, days: int, step_h: float, work: Path, pg_url: str | None
+) -> dict[str, Any]:
+    """Simulate, upload, replay and evaluate one seed."""
+    from sqlalchemy import select
+
+    from collector.alerts.models import Alert
+    from collector.db import make_engine, make_sessionmaker
+    from collector.devices.models import Device
+    from collector.jobs import run_once
+    from collector.settings import Settings
+
+    console = Console(stderr=True)
+    url = pg_url or f"sqlite:///{work / f'seed{seed}.db'}"
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    env = {"DEXSCOPE_MAX_EVENT_AGE_DAYS": str(days + 3)}
+    fleet = work / f"fleet{seed}"
+    started = time.perf_counter()
+    with CollectorProcess(url, work / f"collector{seed}.log", extra_env=env) as proc:
+        tenant = create_tenant(url)
+        subprocess.run(
+            dexscope_cmd(
+                "simulate",
+                "--devices",
+                str(devices),
+                "--days",
+                str(days),
+                "--seed",
+                str(seed),
+                "--end",
+                end.isoformat(),
+                "--incidents",
+                "auto",
+                "--out",
+                str(fleet),
+                "--server",
+                proc.url,
+                "--enroll-token",
+                tenant.enrollment_token,
+                "--json",
+            ),
+            check=True,
+            capture_output=True,
+            env={**os.environ, **env},
+        )
+    upload_s = time.perf_counter() - started
+    incidents = json.loads((fleet / "incidents.json").read_text())
+    with (fleet / "tickets.csv").open() as handle:
+        tickets = list(csv.DictReader(handle))
+    first_ticket: dict[str, datetime] = {}
+    for t in tickets:
+        if t.get("incident_id"):
+            when = _ts(t["opened_at"])
+            first_ticket[t["incident_id"]] = min(first_ticket.get(t["incident_id"], when), when)
+
+    settings = Settings(database_url=url, max_event_age_days=days + 3)
+    engine = make_engine(settings.resolved_database_url())
+    start = end - timedelta(days=days) + timedelta(days=7)
+    steps = []
+    t = start
+    while t <= end:
+        steps.append(t)
+        t += timedelta(hours=step_h)
+    step_times: list[float] = []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"seed {seed}: replaying {len(steps)} steps", total=len(steps))
+        for as_of in steps:
+            t0 = time.perf_counter()
+            result = run_once(engine, settings, as_of=as_of)
+            step_times.append(time.perf_counter() - t0)
+            failed = [n for n, j in result["jobs"].items() if not j["ok"]]
+            if failed:
+                raise RuntimeError(f"jobs failed at {as_of}: {result['jobs']}")
+            progress.advance(task)
+    with make_sessionmaker(engine)() as session:
+        hosts = dict(session.execute(select(Device.id, Device.hostname)).tuples().all())
+        alerts = list(session.scalars(select(Alert)))
+    engine.dispose()
+    return evaluate(incidents, first_ticket, alerts, hosts, devices * (days - 7)) | {
+        "upload_s": round(upload_s, 1),
+        "steps": len(steps),
+        "step_s_median": round(statistics.median(step_times), 3),
+        "step_s_p95": round(sorted(step_times)[int(0.95 * (len(step_times) - 1))], 3),
+    }
+
+
+def _change_matches(alert_change: dict[str, Any] | None, truth: dict[str, Any] | None) -> bool:
+    if truth is None:
+        return alert_change is None
+    if alert_change is None:
+        return False
+    names = {truth.get("name")}
+    versions = {truth.get("version_to"), truth.get("kb")} - {None}
+    return alert_change.get("name") in names and alert_change.get("version") in versions
+
+
+def evaluate(
+    incidents: list[dict[str, Any]],
+    first_ticket: dict[str, datetime],
+    alerts: list[Any],
+    hosts: dict[Any, str],
+    device_days: int,
+) -> dict[str, Any]:
+    """Match alerts to incidents and compute the figures of the detection issue."""
+    affected = {inc["id"]: {d["hostname"] for d in inc["affected_devices"]} for inc in incidents}
+    matched: dict[str, list[Any]] = defaultdict(list)
+    false_alerts = []
+    for alert in alerts:
+        mine = {hosts.get(uuid.UUID(d)) for d in alert.affected_device_ids}
+        best, best_share = None, 0.0
+        for inc in incidents:
+            onset = _ts(inc["onset"])
+            stop = _ts(inc["end"]) + timedelta(days=1) if inc.get("end") else None
+            if alert.detected_at < onset - timedelta(hours=1):
+                continue
+            if stop is not None and alert.detected_at > stop:
+                continue
+            share = len(mine & affected[inc["id"]]) / max(len(mine), 1)
+            if share > best_share:
+                best, best_share = inc, share
+        if best is not None and best_share >= 0.5:
+            matched[best["id"]].append(alert)
+        else:
+            false_alerts.append(alert)
+    per_incident = []
+    for inc in incidents:
+        found = sorted(matched.get(inc["id"], []), key=lambda a: a.detected_at)
+        first = found[0] if found else None
+        ticket = first_ticket.get(inc["id"])
+        lead_h = (
+            (ticket - first.detected_at).total_seconds() / 3600
+            if first is not None and ticket is not None
+            else None
+        )
+        per_incident.append(
+            {
+                "id": inc["id"],
+                "kind": inc["kind"],
+                "detected": first is not None,
+                "before_ticket": first is not None
+                and (ticket is None or first.detected_at < ticket),
+                "lead_h": None if lead_h is None else round(lead_h, 1),
+                "change_ok": first is not None
+                and any(_change_matches(a.suspected_change, inc.get("change")) for a in found),
+            }
+        )
+    n = max(len(incidents), 1)
+    leads = [p["lead_h"] for p in per_incident if p["lead_h"] is not None and p["before_ticket"]]
+    return {
+        "incidents": len(incidents),
+        "detected": sum(p["detected"] for p in per_incident),
+        "before_first_ticket": sum(p["before_ticket"] for p in per_incident) / n,
+        "median_lead_h": statistics.median(leads) if leads else None,
+        "change_correct": sum(p["change_ok"] for p in per_incident) / n,
+        "alerts": len(alerts),
+        "false_alerts": len(false_alerts),
+        "false_per_1000_device_days": 1000 * len(false_alerts) / max(device_days, 1),
+        "per_incident": per_incident,
+        "false_alert_titles": [a.title for a in false_alerts[:10]],
+    }
+
+
+def main() -> int:
+    """Run every seed and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, default=2000)
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--step-h", type=float, default=1.0)
+    parser.add_argument("--postgres", help="PostgreSQL URL of an empty database (default SQLite)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    args = parser.parse_args()
+    console = Console()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="dexscope-bench-detection-") as tmp:
+        for seed in args.seeds:
+            console.print(f"seed {seed}: {args.devices} devices x {args.days} days…")
+            results.append(
+                run_seed(seed, args.devices, args.days, args.step_h, Path(tmp), args.postgres)
+            )
+    table = Table(
+        title=f"Detection, {args.devices} devices x {args.days} days, step {args.step_h} h"
+    )
+    table.add_column("figure")
+    for seed in args.seeds:
+        table.add_column(f"seed {seed}", justify="right")
+    table.add_column("target", justify="right")
+
+    def fmt(v: Any, pct: bool = False) -> str:
+        if v is None:
+            return "—"
+        return f"{100 * v:.0f} %" if pct else (f"{v:.2f}" if isinstance(v, float) else str(v))
+
+    rows = [
+        ("incidents (detected)", lambda r: f"{r['incidents']} ({r['detected']})", ""),
+        ("flagged before first ticket", lambda r: fmt(r["before_first_ticket"], True), "≥ 90 %"),
+        ("median lead time (h)", lambda r: fmt(r["median_lead_h"]), "≥ 4"),
+        ("suspected change correct", lambda r: fmt(r["change_correct"], True), "≥ 80 %"),
+        ("alerts (false)", lambda r: f"{r['alerts']} ({r['false_alerts']})", ""),
+        (
+            "false alerts / 1,000 device-days",
+            lambda r: fmt(r["false_per_1000_device_days"]),
+            "≤ 0.5",
+        ),
+        (
+            "jobs per step, median / p95 (s)",
+            lambda r: f"{r['step_s_median']} / {r['step_s_p95']}",
+            "",
+        ),
+        ("simulate + upload (s)", lambda r: fmt(r["upload_s"]), ""),
+    ]
+    for name, get, target in rows:
+        table.add_row(name, *(get(r) for r in results), target)
+    console.print(table)
+    for seed, r in zip(args.seeds, results, strict=True):
+        marks = []
+        for p in r["per_incident"]:
+            mark = "ok" if p["before_ticket"] else ("late" if p["detected"] else "missed")
+            lead = "" if p["lead_h"] is None else f" {p['lead_h']} h"
+            marks.append(f"{p['kind']}={mark}{lead}")
+        console.print(f"seed {seed} incidents: " + ", ".join(marks))
+        if r["false_alert_titles"]:
+            console.print(f"  false alerts, first ones: {r['false_alert_titles']}")
+    console.print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}"
+    )
+    if args.json:
+        print(json.dumps(results, default=str, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

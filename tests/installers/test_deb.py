@@ -48,6 +48,8 @@ def unit_settings(text: str) -> dict[str, list[str]]:
     return settings
 
 
+# setup builds the frozen agent and packages once per session: minutes on a busy machine
+@pytest.mark.timeout(900)
 def test_lintian_is_clean(deb: Path) -> None:
     lintian = tool("lintian", "lintian")
     done = subprocess.run(

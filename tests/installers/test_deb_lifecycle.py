@@ -1,4 +1,4 @@
-"""The .deb's life in a throw-away Debian root: install, upgrade, remove, purge.
+"""The Linux packages' life in a throw-away Debian root: install, upgrade, remove, purge.
 
 A minimal Debian (``debootstrap --variant=minbase``, the host's release) is unpacked into a
 temporary folder and the package is driven with that root's own ``dpkg`` (``chroot``): the
@@ -12,7 +12,9 @@ Checked: a silent install with the parameters in the environment creates the use
 0600 enrollment file and the enabled unit; an upgrade without parameters keeps an
 admin-edited conffile without a prompt (stdin closed) and the remembered parameters; a seed
 file's values replace them on a later upgrade; remove keeps configuration, purge removes
-everything the package created (files, state, user, group).
+everything the package created (files, state, user, group). The .rpm's scriptlets run
+for real in the same root too (``rpm --root`` runs them chrooted, with the root's own
+useradd): user, enrollment file, and everything gone after ``rpm -e``.
 """
 
 from __future__ import annotations
@@ -142,6 +144,8 @@ def accounts(root: Path) -> tuple[bool, bool]:
     return bool(re.search(r"^dexscope:", users, re.M)), bool(re.search(r"^dexscope:", groups, re.M))
 
 
+# setup builds the frozen agent and packages once per session: minutes on a busy machine
+@pytest.mark.timeout(900)
 def test_install_upgrade_remove_purge(debian_root: Path, deb: Path, upgrade_deb: Path) -> None:
     root = debian_root
     for package in (deb, upgrade_deb):
@@ -216,3 +220,45 @@ def test_install_upgrade_remove_purge(debian_root: Path, deb: Path, upgrade_deb:
     ]
     assert not leftovers
     assert "dexscope-agent" not in dpkg(root, "-l")
+
+
+# setup builds the frozen agent and packages once per session: minutes on a busy machine
+@pytest.mark.timeout(900)
+def test_rpm_scriptlets(debian_root: Path, rpm_package: Path) -> None:
+    rpm = tool("rpm", "rpm")
+    root = debian_root
+
+    def run(*args: str, env: dict[str, str] | None = None) -> str:
+        done = subprocess.run(
+            [rpm, "--root", str(root), "--dbpath", "/var/lib/rpm", *args],
+            env={"PATH": os.environ["PATH"], **(env or {})},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout + done.stderr
+
+    run("--initdb")
+    # --nodeps: the Debian root's rpm database knows none of its packages (shadow, systemd)
+    run(
+        "-i",
+        "--nodeps",
+        str(rpm_package),
+        env={"DEXSCOPE_SERVER_URL": "https://rpm.example.com", "DEXSCOPE_ENROLL_TOKEN": "dxe_r"},
+    )
+    enroll = root / "etc" / "dexscope" / "enroll.env"
+    assert stat.S_IMODE(enroll.stat().st_mode) == 0o600
+    assert env_values(enroll)["DEXSCOPE_SERVER_URL"] == "https://rpm.example.com"
+    assert accounts(root) == (True, True)
+    assert (root / "usr/lib/systemd/system/dexscope-agent.service").is_file()
+    (root / "var/lib/dexscope").mkdir(exist_ok=True)
+    (root / "var/lib/dexscope/identity.json").write_text("{}")
+
+    run("-e", "--nodeps", "dexscope-agent")
+    assert not (root / "etc" / "dexscope").exists()
+    assert not (root / "var/lib/dexscope").exists()
+    assert not (root / "opt/dexscope/dexscope-agent").exists()
+    assert accounts(root) == (False, False)

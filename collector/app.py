@@ -20,10 +20,12 @@ from collector.errors import install_error_handlers
 from collector.health.router import router as health_router
 from collector.ingest.router import router as ingest_router
 from collector.metrics import CollectorMetrics
+from collector.notifications.router import router as notifications_router
 from collector.personas.router import router as personas_router
 from collector.scores.router import router as scores_router
 from collector.settings import Settings
 from collector.surveys.router import router as surveys_router
+from collector.tickets.router import router as tickets_router
 from dexscope import __version__
 
 __all__ = ["create_app"]
@@ -59,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(personas_router)
     app.include_router(scores_router)
     app.include_router(alerts_router)
+    app.include_router(tickets_router)
+    app.include_router(notifications_router)
     app.include_router(dashboard_router)
 
     @app.middleware("http")

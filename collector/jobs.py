@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from collector.alerts.service import run_detection
 from collector.db import make_sessionmaker, utcnow
 from collector.ingest.repository import IngestRepository
+from collector.notifications.delivery import run_notify
 from collector.scores.service import run_scoring
 from collector.settings import Settings
 
@@ -48,7 +49,12 @@ def retention(session: Session, settings: Settings, as_of: datetime) -> dict[str
     }
 
 
-JOBS: dict[str, Job] = {"scores": run_scoring, "detect": run_detection, "retention": retention}
+JOBS: dict[str, Job] = {
+    "scores": run_scoring,
+    "detect": run_detection,
+    "retention": retention,
+    "notify": run_notify,
+}
 """Every job, by name, in the order they run."""
 
 

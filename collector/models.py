@@ -5,10 +5,12 @@ from collector.db import Base
 from collector.devices.models import Device, DeviceToken
 from collector.identity.models import ApiKey, User, UserSession
 from collector.ingest.models import Event, IngestBatch
+from collector.notifications.models import NotificationDelivery, Webhook
 from collector.personas.models import TenantPersona
 from collector.scores.models import DeviceAppDay, DeviceDayScore, ScoringWatermark
 from collector.surveys.models import SurveyCampaign
 from collector.tenants.models import EnrollmentToken, Tenant
+from collector.tickets.models import Ticket
 
 __all__ = [
     "Alert",
@@ -21,10 +23,13 @@ __all__ = [
     "EnrollmentToken",
     "Event",
     "IngestBatch",
+    "NotificationDelivery",
     "ScoringWatermark",
     "SurveyCampaign",
     "Tenant",
     "TenantPersona",
+    "Ticket",
     "User",
     "UserSession",
+    "Webhook",
 ]

@@ -57,6 +57,32 @@ class Settings(BaseSettings):
     device_token_ttl_days: int | None = Field(default=None, gt=0)
     db_pool_size: int = Field(default=10, gt=0)
     trusted_hosts: list[str] = Field(default_factory=lambda: ["*"])
+    public_url: str | None = Field(
+        default=None,
+        description="the collector's external base URL (e.g. https://dex.example.com), "
+        "used for the dashboard links in alert notifications; None = no link",
+    )
+    max_ticket_body_bytes: int = Field(
+        default=10 * 1024 * 1024, gt=0, description="cap of a ticket import body"
+    )
+    notify_timeout_s: float = Field(
+        default=10.0, gt=0, description="per-request timeout of a webhook delivery"
+    )
+    notify_max_attempts: int = Field(
+        default=8, ge=1, description="attempts before a webhook delivery is marked failed"
+    )
+    notify_backoff_base_s: float = Field(
+        default=30.0, ge=0, description="delay before the first retry; doubles each attempt"
+    )
+    notify_backoff_max_s: float = Field(
+        default=6 * 3600.0, ge=0, description="cap of a retry delay (also of a Retry-After)"
+    )
+    notify_concurrency: int = Field(
+        default=8, ge=1, description="webhook deliveries sent in parallel by one job run"
+    )
+    notify_batch_size: int = Field(
+        default=200, ge=1, description="most deliveries one notify run claims at a time"
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL to use: the configured one, or the embedded SQLite file."""

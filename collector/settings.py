@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     device_token_ttl_days: int | None = Field(default=None, gt=0)
     db_pool_size: int = Field(default=10, gt=0)
     trusted_hosts: list[str] = Field(default_factory=lambda: ["*"])
+    dashboard_csrf_key: str = Field(
+        default="",
+        description="server key mixed into the dashboard's CSRF tokens (an HMAC of the "
+        "session); set the same value on every collector process",
+    )
     public_url: str | None = Field(
         default=None,
         description="the collector's external base URL (e.g. https://dex.example.com), "

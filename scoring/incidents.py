@@ -41,10 +41,10 @@ change for an app or a driver, the first slowed boot after a patch, the first sl
 the start of the fill), ``change`` (the ``software_change`` a detector should name, or null),
 ``cause``, ``effect`` (the size of the degradation) and ``tickets`` (how many were raised).
 
-Tickets: a share of the affected users (:data:`TICKET_SHARE`, among those who met the
-failure: a crash, a hang, a slow boot...) raise one ticket after a log-normal delay counted in
-their working time (sessions from boot to the last resource sample), median
-:data:`TICKET_DELAY_H` working hours after they were first hit.
+Tickets: a share of the affected users (:data:`TICKET_SHARE`) raise one ticket, once they have
+met the failure :data:`TICKET_AFTER_HITS` times (a second slow boot or crash, a third hang or
+slow page...), after a log-normal delay counted in their working time (sessions from boot to
+the last resource sample), median :data:`TICKET_DELAY_H` working hours.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ from scoring.simulate import (
 
 __all__ = [
     "KINDS",
+    "TICKET_AFTER_HITS",
     "TICKET_DELAY_H",
     "TICKET_SHARE",
     "AppVersionCrash",
@@ -106,14 +107,25 @@ TICKET_SHARE: Final[dict[str, float]] = {
 """Share of the affected users who met the failure and raise a ticket, by kind."""
 
 TICKET_DELAY_H: Final[dict[str, float]] = {
-    "boot_patch": 4.0,
+    "boot_patch": 3.0,
     "app_version_crash": 2.0,
-    "memory_leak_hangs": 3.0,
-    "saas_slow_site": 1.5,
+    "memory_leak_hangs": 2.0,
+    "saas_slow_site": 2.0,
     "driver_system_crash": 1.0,
     "disk_filling": 6.0,
 }
-"""Median delay (working hours) from a user's first hit to their ticket, by kind."""
+"""Median delay (working hours) from the hit that decides a user to their ticket, by kind."""
+
+TICKET_AFTER_HITS: Final[dict[str, int]] = {
+    "boot_patch": 2,
+    "app_version_crash": 2,
+    "memory_leak_hangs": 3,
+    "saas_slow_site": 3,
+    "driver_system_crash": 2,
+    "disk_filling": 1,
+}
+"""A user raises a ticket only after meeting the failure this many times (a second slow
+boot, a second crash or blue screen, a third hang or slow page; the disk passing 92 %)."""
 
 _DELAY_SIGMA: Final = 0.8
 _HOUR: Final = 3600.0
@@ -225,7 +237,10 @@ class _Incident:
         result = self._inject(device, events, drng, config)
         if result is None:
             return events
-        new_events, since, first_hit = result
+        new_events, since, hits = result
+        hits = sorted(hits)
+        need = TICKET_AFTER_HITS[self.kind]
+        first_hit = hits[need - 1] if len(hits) >= need else None
         if since >= config.end_epoch:
             return events
         self._seen[device.device_id] = {
@@ -293,8 +308,8 @@ class _Incident:
         events: list[dict[str, Any]],
         rng: np.random.Generator,
         config: SimConfig,
-    ) -> tuple[list[dict[str, Any]], float, float | None] | None:
-        """(new events, since, first hit) or None if the device is not hit."""
+    ) -> tuple[list[dict[str, Any]], float, list[float]] | None:
+        """(new events, since, times the user met the failure) or None if not hit."""
         raise NotImplementedError
 
     def _scope(self) -> dict[str, Any]:
@@ -413,7 +428,7 @@ class AppVersionCrash(_AppBuild):
         events: list[dict[str, Any]],
         rng: np.random.Generator,
         config: SimConfig,
-    ) -> tuple[list[dict[str, Any]], float, float | None] | None:
+    ) -> tuple[list[dict[str, Any]], float, list[float]] | None:
         installed = self._install(device, events, rng)
         if installed is None:
             return None
@@ -432,7 +447,7 @@ class AppVersionCrash(_AppBuild):
                     "source": "Application Error",
                 }
             )
-        return out, at, (times[0] if times else None)
+        return out, at, times
 
     def _effect(self) -> dict[str, Any]:
         return {
@@ -466,7 +481,7 @@ class MemoryLeakHangs(_AppBuild):
         events: list[dict[str, Any]],
         rng: np.random.Generator,
         config: SimConfig,
-    ) -> tuple[list[dict[str, Any]], float, float | None] | None:
+    ) -> tuple[list[dict[str, Any]], float, list[float]] | None:
         installed = self._install(device, events, rng)
         if installed is None:
             return None
@@ -518,7 +533,7 @@ class MemoryLeakHangs(_AppBuild):
                     "source": "Application Hang",
                 }
             )
-        return out, at, (hangs[0] if hangs else None)
+        return out, at, hangs
 
     def _effect(self) -> dict[str, Any]:
         return {
@@ -578,7 +593,7 @@ class BootPatch(_Incident):
         events: list[dict[str, Any]],
         rng: np.random.Generator,
         config: SimConfig,
-    ) -> tuple[list[dict[str, Any]], float, float | None] | None:
+    ) -> tuple[list[dict[str, Any]], float, list[float]] | None:
         slot = self.start + float(rng.uniform(0.0, self.rollout_days)) * _DAY
         first = _first_boot_after(events, slot)
         if first is None:
@@ -607,7 +622,7 @@ class BootPatch(_Incident):
             "publisher": "Microsoft Corporation",
             "source": "WindowsUpdateClient",
         }
-        return [*events, change], float(first["ts"]), float(first["ts"])
+        return [*events, change], float(first["ts"]), [float(b["ts"]) for b in boots]
 
     def _effect(self) -> dict[str, Any]:
         return {
@@ -665,7 +680,7 @@ class DriverSystemCrash(_Incident):
         events: list[dict[str, Any]],
         rng: np.random.Generator,
         config: SimConfig,
-    ) -> tuple[list[dict[str, Any]], float, float | None] | None:
+    ) -> tuple[list[dict[str, Any]], float, list[float]] | None:
         slot = self.start + float(rng.uniform(0.0, self.rollout_days)) * _DAY
         boot = _first_boot_after(events, slot)
         if boot is None:
@@ -711,7 +726,7 @@ class DriverSystemCrash(_Incident):
                     "source": "Microsoft-Windows-Diagnostics-Performance",
                 }
             )
-        return out, at, (times[0] if times else None)
+        return out, at, times
 
     def _effect(self) -> dict[str, Any]:
         return {
@@ -762,8 +777,9 @@ class SaasSlowSite(_Incident):
         events: list[dict[str, Any]],
         rng: np.random.Generator,
         config: SimConfig,
-    ) -> tuple[list[dict[str, Any]], float, float | None] | None:
+    ) -> tuple[list[dict[str, Any]], float, list[float]] | None:
         first: float | None = None
+        hits: list[float] = []
         out = []
         for e in events:
             if (
@@ -772,6 +788,7 @@ class SaasSlowSite(_Incident):
                 and (self.start <= e["ts"] < self.until)
             ):
                 first = e["ts"] if first is None else min(first, e["ts"])
+                hits.append(e["ts"])
                 if rng.random() < self.failure_rate:
                     e = {
                         "type": "probe",
@@ -792,7 +809,7 @@ class SaasSlowSite(_Incident):
             out.append(e)
         if first is None:
             return None
-        return out, first, first
+        return out, first, hits
 
     def _effect(self) -> dict[str, Any]:
         return {
@@ -844,7 +861,7 @@ class DiskFilling(_Incident):
         events: list[dict[str, Any]],
         rng: np.random.Generator,
         config: SimConfig,
-    ) -> tuple[list[dict[str, Any]], float, float | None] | None:
+    ) -> tuple[list[dict[str, Any]], float, list[float]] | None:
         before = _steady_disk(config, device)
         hit: float | None = None
         touched = False
@@ -875,7 +892,7 @@ class DiskFilling(_Incident):
                     e["desktop_ready_s"] = round(e["logon_duration_s"] * 0.8, 2)
         if not touched:
             return None
-        return events, self.start, hit
+        return events, self.start, [] if hit is None else [hit]
 
     def _effect(self) -> dict[str, Any]:
         return {

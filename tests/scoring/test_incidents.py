@@ -18,6 +18,7 @@ import pytest
 from collector.ingest.schemas import BATCH
 from scoring.incidents import (
     KINDS,
+    TICKET_AFTER_HITS,
     AppVersionCrash,
     BootPatch,
     DiskFilling,
@@ -383,6 +384,36 @@ def planned() -> tuple[SimConfig, list[Injector], list[DeviceOutput]]:
     return config, injectors, list(simulate_fleet(config, injectors))
 
 
+def _failures_met(
+    incident: dict[str, Any], events: list[dict[str, Any]], since: float, until: float
+) -> int:
+    """How often the user met the incident's failure between ``since`` and ``until``."""
+    window = [e for e in events if since <= _t(e["ts"]) < until]
+    kind = incident["kind"]
+    if kind == "boot_patch":
+        return sum(e["type"] == "boot" for e in window) + 1  # the boot at ``since`` too
+    if kind == "app_version_crash":
+        return sum(
+            e["type"] == "app_crash"
+            and e["app_version"] == incident["app_version"]
+            and e["faulting_module"] == incident["effect"]["faulting_module"]
+            for e in window
+        )
+    if kind == "memory_leak_hangs":
+        return sum(
+            e["type"] == "app_hang" and e["app_version"] == incident["app_version"] for e in window
+        )
+    if kind == "saas_slow_site":
+        return sum(e["type"] == "probe" and e["target"] == incident["target"] for e in window) + 1
+    if kind == "driver_system_crash":
+        return sum(
+            e["type"] == "system_crash"
+            and e.get("bugcheck_code") == incident["effect"]["bugcheck_code"]
+            for e in window
+        )
+    return sum(e.get("disk_percent", 0) >= 92 for e in window)
+
+
 def test_tickets_come_from_hit_users_in_their_working_hours(
     planned: tuple[SimConfig, list[Injector], list[DeviceOutput]],
 ) -> None:
@@ -410,6 +441,8 @@ def test_tickets_come_from_hit_users_in_their_working_hours(
             assert any(b <= opened for b in boots), "before any boot"
             assert any(opened <= s < next_boot for s in samples), "outside working time"
             assert ticket["user"] == out.device.user
+            met = _failures_met(incident, out.events, _t(hit[out.device.hostname]["since"]), opened)
+            assert met >= TICKET_AFTER_HITS[incident["kind"]], (incident["kind"], met)
     assert sum(raised.values()) > 0 and background > 0
     assert raised == Counter({k: v["tickets"] for k, v in truth.items() if v["tickets"]})
     for incident in truth.values():

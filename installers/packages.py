@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 __all__ = [
@@ -138,14 +138,18 @@ class ToolMissing(RuntimeError):
     """A build tool (dpkg-deb, nfpm, wixl) or the frozen agent is not there."""
 
 
-def _run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def _run(
+    command: list[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     _say("$ " + " ".join(command))
-    done = subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=False, cwd=cwd, env=env, timeout=1800
+    )
     if done.returncode != 0:
         raise RuntimeError(
             f"{Path(command[0]).name} failed (exit {done.returncode}):\n{done.stdout}{done.stderr}"
         )
-    return done  # type: ignore[no-any-return]
+    return done
 
 
 def _walk(path: Path) -> Iterator[Path]:

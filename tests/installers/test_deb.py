@@ -12,6 +12,7 @@ the host's package database: the package is only built, inspected and extracted.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import http.server
 import json
 import os
@@ -22,6 +23,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -333,3 +335,23 @@ def test_enrollment_helper_refuses_unsafe_values(tmp_path: Path, env: dict[str, 
     assert done.returncode == 1 and done.stderr.startswith("dexscope-agent: DEXSCOPE_")
     assert not (tmp_path / "etc" / "enroll.env").exists()
     assert not any(tmp_path.rglob("PWNED")) and not Path("PWNED").exists()
+
+
+def test_the_deb_is_reproducible(
+    packages: ModuleType,
+    frozen_agent: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # two builds of one frozen folder with one SOURCE_DATE_EPOCH: byte for byte the same
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1764650000")
+    first = packages.build_deb(frozen_agent, tmp_path / "one")
+    second = packages.build_deb(frozen_agent, tmp_path / "two")
+    assert first.name == second.name
+    assert (
+        hashlib.sha256(first.read_bytes()).digest() == hashlib.sha256(second.read_bytes()).digest()
+    )
+    listing = subprocess.run(
+        ["dpkg-deb", "-c", str(first)], capture_output=True, text=True, check=True
+    ).stdout
+    assert {line.split()[3] for line in listing.splitlines()} == {"2025-12-02"}

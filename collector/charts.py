@@ -107,6 +107,8 @@ def _fmt(value: float, unit: str = "") -> str:
         text = f"{value:,.1f}"
     else:
         text = f"{value:,.2f}"
+    if unit and unit[0].isdigit():  # a scale such as 0-100, not a unit
+        return text
     return f"{text}{(' ' + unit) if unit and unit != '%' else unit}"
 
 
@@ -120,9 +122,10 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     start = math.floor(low / step) * step
+    end = math.ceil(high / step - 1e-9) * step
     ticks = []
     value = start
-    while value <= high + step * 1e-9:
+    while value <= end + step * 1e-9:
         ticks.append(round(value, 10))
         value += step
     return ticks
@@ -198,7 +201,12 @@ def line_chart(
     hi = y_max if y_max is not None else max(values) * 1.1 if values else 1.0
     if hi <= lo:
         hi = lo + 1.0
-    ticks = [t for t in nice_ticks(lo, hi) if lo - 1e-9 <= t <= hi + 1e-9]
+    ticks = nice_ticks(lo, hi)
+    if y_min is None:
+        lo = min(lo, ticks[0])
+    if y_max is None:
+        hi = max(hi, ticks[-1])  # the axis ends on a round tick
+    ticks = [t for t in ticks if lo - 1e-9 <= t <= hi + 1e-9]
     left, right, top, bottom = 56, 16, 34, 58 if len(series) > 1 else 44
     plot_w, plot_h = width - left - right, height - top - bottom
     n = len(x_labels)

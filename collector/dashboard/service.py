@@ -72,7 +72,7 @@ PAGE_SIZE: Final = 25
 """Rows per table page."""
 ALERT_STATUSES: Final = ("open", "acknowledged", "resolved")
 SEVERITIES: Final = ("critical", "high", "medium", "low")
-_CACHE_SIZE: Final = 256
+_CACHE_SIZE: Final = 64
 _T = TypeVar("_T")
 
 
@@ -545,14 +545,23 @@ def _device_table(
     sort = f.sort if f.sort in DEVICE_SORTS else default_sort
     desc = f.desc if f.sort in DEVICE_SORTS else False
     offset = (f.page - 1) * PAGE_SIZE
-    rows, total = repo.devices_page(
-        ctx.scope,
-        sort=sort,
-        descending=desc,
-        limit=None if csv_all else PAGE_SIZE,
-        offset=0 if csv_all else offset,
-        app=app,
-    )
+    if csv_all:
+        rows, total = repo.devices_page(
+            ctx.scope, sort=sort, descending=desc, limit=None, offset=0, app=app
+        )
+    else:
+        scope = ctx.scope
+        order = _cached(
+            repo,
+            scope,
+            "device-order",
+            lambda: repo.device_order(scope, sort=sort, descending=desc, app=app),
+            sort,
+            desc,
+            app,
+        )
+        total = len(order)
+        rows = repo.device_rows(scope, order[offset : offset + PAGE_SIZE])
     shared = f.shared()
     for r in rows:
         r["href"] = f"/devices/{r['id']}{shared}"

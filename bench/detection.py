@@ -122,7 +122,7 @@ def run_seed(
                 raise RuntimeError(f"jobs failed at {as_of}: {result['jobs']}")
             progress.advance(task)
     with make_sessionmaker(engine)() as session:
-        hosts = dict(session.execute(select(Device.id, Device.hostname)).tuples().all())
+        hosts = {r[0]: r[1] for r in session.execute(select(Device.id, Device.hostname))}
         alerts = list(session.scalars(select(Alert)))
     engine.dispose()
     return evaluate(incidents, first_ticket, alerts, hosts, devices * (days - 7)) | {
@@ -218,14 +218,24 @@ def main() -> int:
     parser.add_argument("--step-h", type=float, default=1.0)
     parser.add_argument("--postgres", help="PostgreSQL URL of an empty database (default SQLite)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    parser.add_argument("--keep", type=Path, help="keep the databases and fleets in this folder")
     args = parser.parse_args()
     console = Console()
     results = []
     with tempfile.TemporaryDirectory(prefix="dexscope-bench-detection-") as tmp:
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
         for seed in args.seeds:
             console.print(f"seed {seed}: {args.devices} devices x {args.days} days…")
             results.append(
-                run_seed(seed, args.devices, args.days, args.step_h, Path(tmp), args.postgres)
+                run_seed(
+                    seed,
+                    args.devices,
+                    args.days,
+                    args.step_h,
+                    args.keep or Path(tmp),
+                    args.postgres,
+                )
             )
     table = Table(
         title=f"Detection, {args.devices} devices x {args.days} days, step {args.step_h} h"

@@ -6,6 +6,9 @@ weeks of rollups and the sparse events up to ``as_of``, run the detectors
 alerts by fingerprint: a new finding opens an alert stamped ``detected_at = as_of``; a
 finding of an active alert updates it (affected devices only grow); an active alert no
 detector has confirmed for :data:`RESOLVE_AFTER` resolves itself (``resolved_at = as_of``).
+Each opening, growth and resolution is queued for the tenant's webhooks in the same
+transaction (collector.notifications), and the tenant's tickets are matched to the alerts
+again (collector.tickets), which gives every alert its first ticket and lead time.
 A run at an earlier ``as_of`` than alerts already stored first removes the alerts detected
 after it and reopens those resolved after it, so replays are exact.
 """
@@ -30,8 +33,10 @@ from collector.alerts.models import Alert
 from collector.alerts.repository import AlertRepository
 from collector.errors import Forbidden, NotFound, UnprocessableEntity
 from collector.identity.roles import Identity, Role
+from collector.notifications.service import enqueue_alert_event
 from collector.scores.repository import ScoresRepository
 from collector.settings import Settings
+from collector.tickets.service import first_ticket_at, match_tickets_to_alerts
 
 __all__ = [
     "LOOKBACK_DAYS",
@@ -134,15 +139,22 @@ def detect_tenant(
             )
             _apply(alert, c, as_of)
             repo.add(alert)
+            enqueue_alert_event(session, alert, "opened")
             counts["opened"] += 1
         else:
+            grew = len(set(existing.affected_device_ids) | {str(d) for d in c.affected})
+            grew_from = existing.affected_count
             _apply(existing, c, as_of)
+            if grew > grew_from:  # tell receivers when it grows, not on every hourly check
+                enqueue_alert_event(session, existing, "updated")
             counts["updated"] += 1
     for stale in active.values():
         if stale.updated_at <= as_of - RESOLVE_AFTER:
             stale.status = "resolved"
             stale.resolved_at = as_of
+            enqueue_alert_event(session, stale, "resolved")
             counts["resolved"] += 1
+    counts["tickets_matched"] = match_tickets_to_alerts(session, tenant_id, now=as_of)
     session.commit()
     return counts
 
@@ -160,7 +172,7 @@ def _reopened(session: Session, tenant_id: uuid.UUID, as_of: datetime) -> list[A
 
 def run_detection(session: Session, settings: Settings, as_of: datetime) -> dict[str, Any]:
     """The ``detect`` job: every tenant with devices (see the module doc)."""
-    totals = {"tenants": 0, "opened": 0, "updated": 0, "resolved": 0}
+    totals = {"tenants": 0, "opened": 0, "updated": 0, "resolved": 0, "tickets_matched": 0}
     for tenant_id in ScoresRepository(session).tenants_with_devices():
         counts = detect_tenant(session, tenant_id, as_of)
         totals["tenants"] += 1
@@ -241,10 +253,18 @@ def _visible(session: Session, identity: Identity, alert_id: uuid.UUID) -> Alert
 
 
 def get_alert(session: Session, identity: Identity, alert_id: uuid.UUID) -> dict[str, Any]:
-    """One alert with its evidence (404 for another tenant's)."""
+    """One alert with its evidence, its first ticket and the lead time (404 for another
+    tenant's). ``lead_time_h`` = first ticket - detected_at: positive when DexScope saw it
+    first."""
     alert = _visible(session, identity, alert_id)
     names = AlertRepository(session).hostnames([uuid.UUID(d) for d in alert.affected_device_ids])
-    return alert_out(alert, names, detail=True)
+    out = alert_out(alert, names, detail=True)
+    first = first_ticket_at(session, alert.id)
+    out["first_ticket_at"] = first
+    out["lead_time_h"] = (
+        None if first is None else round((first - alert.detected_at).total_seconds() / 3600, 2)
+    )
+    return out
 
 
 def set_status(

@@ -85,7 +85,7 @@ class ScoresRepository:
             .where(and_(*conditions))
             .group_by(Event.device_id, Event.type)
         )
-        return list(self.session.execute(stmt).tuples())  # type: ignore[arg-type]
+        return [(r[0], r[1], r[2], r[3]) for r in self.session.execute(stmt)]  # type: ignore[misc]
 
     def devices(self, tenant_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> list[Device]:
         """The tenant's devices among ``ids``."""
@@ -208,7 +208,8 @@ class ScoresRepository:
             stmt = stmt.where(t.persona == persona)
         if device_ids is not None:
             stmt = stmt.where(t.device_id.in_(device_ids))
-        return list(self.session.execute(stmt.order_by(t.device_id, t.day)).tuples())  # type: ignore[arg-type]
+        rows = self.session.execute(stmt.order_by(t.device_id, t.day))
+        return [(r[0], r[1], r[2], r[3]) for r in rows]  # type: ignore[misc]
 
     def app_days(
         self,

@@ -163,6 +163,20 @@ def test_a_crashing_update_opens_one_alert_naming_it(
     # the same run again: the alert is updated, not doubled
     again = jobs(collector, NOW)
     assert again["jobs"]["detect"]["opened"] == 0 and again["jobs"]["detect"]["updated"] == 1
+    # a user of an affected device calls two hours after detection: that is the lead time
+    ticket = {
+        "external_id": "INC0010001",
+        "opened_at": (NOW + timedelta(hours=2)).isoformat(),
+        "device_hostname": "WS-03.corp.example.com",
+        "category": "application",
+        "summary": "Teams keeps crashing",
+    }
+    posted = api(collector, tenant.api_key, "POST", "/api/v1/tickets", json=[ticket])
+    assert posted.status_code in (200, 201), posted.text
+    jobs(collector, NOW + timedelta(hours=3))
+    detail = api(collector, tenant.api_key, "GET", f"/api/v1/alerts/{alert['id']}").json()
+    assert datetime.fromisoformat(detail["first_ticket_at"]) == NOW + timedelta(hours=2)
+    assert detail["lead_time_h"] == 2.0
 
 
 def test_an_earlier_as_of_knows_nothing_of_it(

@@ -452,8 +452,20 @@ def test_tickets_come_from_hit_users_in_their_working_hours(
 def test_injected_batches_validate(
     planned: tuple[SimConfig, list[Injector], list[DeviceOutput]],
 ) -> None:
-    _config, _injectors, outputs = planned
-    for out in outputs[:40]:
+    _config, injectors, outputs = planned
+    truth = merge_incidents(x for i in injectors for x in i.incidents())
+    kinds: dict[str, set[str]] = {}
+    for incident in truth:
+        for d in incident["affected_devices"]:
+            kinds.setdefault(d["hostname"], set()).add(incident["kind"])
+    checked = [o for o in outputs if o.device.hostname in kinds][::3]
+    checked += [
+        o
+        for o in outputs
+        if o.device.hostname in kinds and "disk_filling" in kinds[o.device.hostname]
+    ]
+    assert {k for o in checked for k in kinds[o.device.hostname]} == set(KINDS)
+    for out in checked:
         for batch in out.batches:
             BATCH.validate_python(json.loads(json.dumps(batch)))
             assert batch_json(batch) == json.dumps(batch, separators=(",", ":"))

@@ -6,9 +6,10 @@ replayed exactly; the statistics are scoring.detect's. Three detectors (docs/det
 * **change cohorts** — for every software change (app update or install, OS patch, driver)
   adopted by at least ``min_devices`` devices in the last ``change_lookback``: do its
   adopters, since adopting, crash or hang more in that app (app changes), or crash, hang or
-  boot worse (OS patches and drivers) than the devices that did not adopt it, over the same
-  recent window? A Poisson rate-ratio test (counts per active hour) or a Welch test of the
-  boot Apdex score, with a strict z and a minimum effect. The change *is* the suspect.
+  boot slower (OS patches and drivers) than the devices that did not adopt it, over the same
+  recent window? A rate-ratio test (counts per active hour) or a Welch test of log boot
+  seconds, with a strict z and a minimum effect. The change *is* the suspect, and its
+  adopters are the alert's population.
 * **site cohorts** — is one site's web-app experience (probe latency score, probe failures)
   worse than the other sites' today and than its own recent days? The suspect is the change
   adopted by most of the affected devices just before the onset, if one explains them.
@@ -67,10 +68,12 @@ class DetectionSettings:
     z_keep: float = 2.0
     """|z| below which an open cohort alert counts as recovered."""
     min_rate_ratio: float = 2.0
-    min_events: int = 4
+    min_events: int = 3
     """Fewest events in the adopters' cohort before a rate is compared."""
+    min_duration_ratio: float = 1.25
+    """How much longer (geometric mean) boots must take after a change."""
     min_score_drop: float = 10.0
-    """Points of Apdex score (0-100) a duration cohort must lose."""
+    """Points of Apdex score (0-100) a site's web-app score must lose."""
     window: timedelta = timedelta(days=3)
     """The recent window cohort tests compare (a recovered problem leaves it)."""
     change_lookback: timedelta = timedelta(days=14)
@@ -118,7 +121,8 @@ class DetectionInputs:
     changes: Sequence[tuple[uuid.UUID, datetime, Mapping[str, Any]]]
     """(device, ts, data) of ``software_change`` events in the lookback."""
     app_events: Sequence[tuple[uuid.UUID, str, datetime, Mapping[str, Any]]]
-    """(device, type, ts, data) of ``app_crash`` / ``app_hang`` / ``system_crash`` events."""
+    """(device, type, ts, data) of ``app_crash``, ``app_hang``, ``system_crash`` and ``boot``
+    events (the sparse ones)."""
     app_presence: Sequence[tuple[uuid.UUID, date, str]] = field(default_factory=list)
     """(device, day, app name) of apps present on device-days."""
 
@@ -217,7 +221,6 @@ def change_cohorts(inputs: DetectionInputs, s: DetectionSettings) -> list[Candid
     """Cohort tests of every recent software change against its non-adopting peers."""
     as_of = inputs.as_of
     active = {(d, day): a for d, day, a, _c, _m, _s in inputs.day_rows}
-    boot = {(d, day): m.get("boot") for d, day, _a, _c, m, _s in inputs.day_rows}
     present: dict[str, set[uuid.UUID]] = defaultdict(set)
     for d, _day, app in inputs.app_presence:
         present[_norm(app)].add(d)
@@ -244,7 +247,7 @@ def change_cohorts(inputs: DetectionInputs, s: DetectionSettings) -> list[Candid
             if cand is not None:
                 out.append(cand)
         if key.change not in APP_CHANGES:
-            cand = _boot_cohort(inputs, s, key, adopted, adopters, peers, start, boot)
+            cand = _boot_cohort(inputs, s, key, adopted, adopters, peers, start)
             if cand is not None:
                 out.append(cand)
     return out
@@ -306,9 +309,10 @@ def _rate_cohort(
     if count_a < s.min_events or exp_a <= 0 or exp_b <= 0:
         return None
     ratio, z = (float(v) for v in rate_ratio_test(count_a, exp_a, count_b, exp_b))
-    if not (z >= s.z_open and ratio >= s.min_rate_ratio) or len(hit) < min(3, s.min_devices):
+    if not (z >= s.z_open and ratio >= s.min_rate_ratio):
         return None
-    affected = sorted(hit)
+    # the population at risk is the cohort: every device that took the change
+    affected = sorted(adopters)
     onset = min(hit.values())
     rate_a, rate_b = count_a / exp_a, count_b / exp_b
     scope = "app_version" if app_change else "change"
@@ -328,7 +332,12 @@ def _rate_cohort(
         z=z,
         evidence={
             "test": "poisson rate ratio",
-            "adopters": {"devices": len(adopters), "events": count_a, "active_h": round(exp_a, 1)},
+            "adopters": {
+                "devices": len(adopters),
+                "with_events": len(hit),
+                "events": count_a,
+                "active_h": round(exp_a, 1),
+            },
             "peers": {"devices": len(peers), "events": count_b, "active_h": round(exp_b, 1)},
             "rate_per_h": {"baseline": round(rate_b, 5), "now": round(rate_a, 5)},
             "z": round(z, 2),
@@ -346,57 +355,67 @@ def _boot_cohort(
     adopters: Sequence[uuid.UUID],
     peers: Sequence[uuid.UUID],
     start: datetime,
-    boot: Mapping[tuple[uuid.UUID, date], Any],
 ) -> Candidate | None:
-    after: list[float] = []
-    after_dev: dict[uuid.UUID, list[float]] = defaultdict(list)
+    """Boot durations after the change against the peers' boots in the same window.
+
+    Compared on the log of the seconds (boot times are log-normal; the difference of means
+    of logs is the log of the ratio of geometric means), Welch's z.
+    """
+    peer_set = set(peers)
+    after: dict[uuid.UUID, list[float]] = defaultdict(list)
     peer_vals: list[float] = []
-    first_day = start.date()
-    for (device, day), value in boot.items():
-        if value is None or day < first_day:
+    for device, kind, ts, data in inputs.app_events:
+        value = data.get("boot_duration_s")
+        if kind != "boot" or ts <= start or not isinstance(value, int | float) or value <= 0:
             continue
         if device in adopted and device in inputs.devices:
-            if day > adopted[device].date():  # the boot after the patch
-                after.append(float(value))
-                after_dev[device].append(float(value))
-        elif device in peers:
-            peer_vals.append(float(value))
-    if len(after_dev) < s.min_devices or len(peer_vals) < s.min_devices:
+            if ts > adopted[device]:  # a boot after the change
+                after[device].append(math.log(float(value)))
+        elif device in peer_set:
+            peer_vals.append(math.log(float(value)))
+    a = np.array([v for vals in after.values() for v in vals])
+    b = np.array(peer_vals)
+    if len(after) < s.min_devices or len(b) < s.min_devices or len(a) < 2:
         return None
-    a, b = np.array(after), np.array(peer_vals)
     diff, z = (
         float(v)
         for v in mean_difference_test(
             a.mean(), a.var(ddof=1), len(a), b.mean(), b.var(ddof=1), len(b)
         )
     )
-    if math.isnan(z) or not (z <= -s.z_open and -diff >= s.min_score_drop):
+    ratio = math.exp(diff) if not math.isnan(diff) else math.nan
+    if math.isnan(z) or not (z >= s.z_open and ratio >= s.min_duration_ratio):
         return None
-    peer_mean = float(b.mean())
-    affected = sorted(d for d, v in after_dev.items() if min(v) < peer_mean - s.min_score_drop)
-    if len(affected) < min(3, s.min_devices):
-        return None
-    onset = min(adopted[d] for d in affected)
+    onset = min(adopted[d] for d in after)
     return Candidate(
         kind="cohort",
         scope="change",
         scope_key=f"{key.change}:{key.label()}",
         metric="boot",
-        title=f"boot score -{-diff:.0f} points after {key.label()} ({len(after_dev)} devices)",
+        title=f"boots x{ratio:.2f} as long after {key.label()} ({len(after)} devices)",
         onset=onset,
-        affected=affected,
-        baseline=peer_mean,
-        current=float(a.mean()),
-        effect_size=-diff / 10.0,
+        affected=sorted(adopters),
+        baseline=math.exp(float(b.mean())),
+        current=math.exp(float(a.mean())),
+        effect_size=ratio,
         z=z,
         evidence={
-            "test": "welch (boot apdex score)",
-            "adopters": {"device_days": len(after), "mean": round(float(a.mean()), 2)},
-            "peers": {"device_days": len(peer_vals), "mean": round(peer_mean, 2)},
+            "test": "welch on log boot seconds",
+            "adopters": {
+                "devices": len(adopters),
+                "booted_since": len(after),
+                "boots": len(a),
+                "geomean_s": round(math.exp(float(a.mean())), 1),
+            },
+            "peers": {
+                "devices": len(peers),
+                "boots": len(b),
+                "geomean_s": round(math.exp(float(b.mean())), 1),
+            },
             "z": round(z, 2),
             "window_start": start.isoformat(),
         },
-        suspected_change=_change_dict(key, adopted, affected, onset),
+        suspected_change=_change_dict(key, adopted, sorted(adopters), onset),
     )
 
 

@@ -58,7 +58,7 @@ LOOKBACK_DAYS: Final = 28
 
 STATUSES: Final = ("open", "acknowledged", "resolved")
 
-_EVENT_TYPES: Final = ("app_crash", "app_hang", "system_crash")
+_EVENT_TYPES: Final = ("app_crash", "app_hang", "system_crash", "boot")
 
 
 def _inputs(

@@ -94,22 +94,33 @@ def test_an_os_patch_that_slows_boot_is_found() -> None:
     changes = [
         (
             d,
-            patched_at + timedelta(hours=9),
+            patched_at + timedelta(hours=18),
             {"change": "os_patch", "name": "Windows", "kb": "KB5031455"},
         )
         for d in sorted(adopters)
     ]
     rng = np.random.default_rng(1)
-
-    def metrics(d: uuid.UUID, day: date) -> dict[str, Any]:
-        slow = d in adopters and day > patched_at.date()
-        return {"boot": float(rng.normal(40 if slow else 90, 5))}
-
-    inputs = DetectionInputs(AS_OF, infos(), rows(metrics), changes, [], [])
+    boots = []
+    for d in DEVICES:
+        for k in range(3):  # a boot each morning of the last three days
+            ts = patched_at + timedelta(days=k, hours=8, minutes=int(rng.integers(60)))
+            slow = d in adopters and ts > patched_at + timedelta(hours=18)
+            seconds = float(rng.lognormal(np.log(60 if slow else 35), 0.2))
+            boots.append((d, "boot", ts, {"boot_duration_s": seconds}))
+    boots.sort(key=lambda e: e[2])
+    inputs = DetectionInputs(AS_OF, infos(), rows(), changes, boots, [])
     found = [c for c in change_cohorts(inputs, DetectionSettings()) if c.metric == "boot"]
     assert len(found) == 1
     assert found[0].scope_key == "os_patch:Windows KB5031455"
-    assert set(found[0].affected) <= adopters and len(found[0].affected) >= 10
+    assert set(found[0].affected) == adopters
+    assert 1.5 < found[0].effect_size < 2.0  # 60 s against 35 s
+    # the same patch on boots no slower than the peers': nothing
+    calm = [
+        (d, k, ts, {"boot_duration_s": float(rng.lognormal(np.log(35), 0.2))})
+        for d, k, ts, _ in boots
+    ]
+    quiet = DetectionInputs(AS_OF, infos(), rows(), changes, calm, [])
+    assert [c for c in change_cohorts(quiet, DetectionSettings()) if c.metric == "boot"] == []
 
 
 def test_a_slow_site_is_found_and_other_sites_are_not() -> None:

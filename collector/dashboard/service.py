@@ -33,13 +33,15 @@ from urllib.parse import urlencode
 from sqlalchemy.orm import Session
 
 from collector import charts
+from collector.alerts import service as alerts_service
 from collector.dashboard.repository import DEVICE_SORTS, DashboardRepository, Scope
 from collector.db import utcnow
-from collector.errors import Forbidden, NotFound, UnprocessableEntity
+from collector.errors import NotFound, UnprocessableEntity
 from collector.identity.roles import Identity, Role
 from collector.personas.service import builtin_personas, personas_for_tenant
 from collector.scores.service import explain
 from collector.surveys.service import campaign_results
+from collector.tickets.service import first_ticket_at, tickets_for_alert
 from scoring.aggregate import MIN_DEVICES
 from scoring.personas import SUBSCORES
 
@@ -1434,6 +1436,18 @@ def alert_page(
         for u in ids
         if u in hostnames
     ]
+    first_ticket = first_ticket_at(session, alert.id)
+    tickets = [
+        {
+            "external_id": t.external_id,
+            "opened_at": t.opened_at,
+            "category": t.category,
+            "summary": t.summary,
+            "device_hostname": t.device_hostname,
+            "lead_h": (t.opened_at - alert.detected_at).total_seconds() / 3600,
+        }
+        for t in tickets_for_alert(session, alert.id)
+    ]
     evidence_rows: list[dict[str, Any]] = []
     _flat("", {k: v for k, v in (alert.evidence or {}).items() if k != "series"}, evidence_rows)
     change_rows: list[dict[str, Any]] = []
@@ -1444,6 +1458,10 @@ def alert_page(
         "page_title": f"Alert: {alert.title}",
         "alert": alert,
         "evidence_chart": _evidence_chart(alert),
+        "first_ticket_at": first_ticket,
+        "lead_h": (first_ticket - alert.detected_at).total_seconds() / 3600
+        if first_ticket is not None
+        else None,
         "can_act": identity.role is not Role.VIEWER,
         "tables": {
             "devices": Table(
@@ -1454,6 +1472,22 @@ def alert_page(
                 total=len(affected),
                 page_size=100,
                 empty="No device listed.",
+            ),
+            "tickets": Table(
+                "tickets",
+                "Tickets matched to this alert",
+                [
+                    Column("external_id", "Ticket"),
+                    Column("opened_at", "Opened (UTC)", "datetime"),
+                    Column("lead_h", "Alert lead (h, + = before the ticket)", "delta"),
+                    Column("device_hostname", "Device"),
+                    Column("category", "Category"),
+                    Column("summary", "Summary"),
+                ],
+                tickets,
+                total=len(tickets),
+                page_size=100,
+                empty="No ticket matched to this alert (yet).",
             ),
             "evidence": Table(
                 "evidence",
@@ -1478,32 +1512,18 @@ def alert_page(
 
 
 def set_alert_status(session: Session, identity: Identity, alert_id: str, action: str) -> uuid.UUID:
-    """Acknowledge or resolve an alert (analysts and admins of its tenant); commits."""
-    if identity.role is Role.VIEWER:
-        raise Forbidden("viewers cannot change alerts", code="viewer_read_only")
+    """Acknowledge or resolve an alert (analysts and admins of its tenant); commits.
+
+    The rules (who may, which transitions, who and when is recorded) are the alerts API's
+    (:func:`collector.alerts.service.set_status`), so the dashboard and the API agree.
+    """
     if action not in ("acknowledge", "resolve"):
         raise UnprocessableEntity("action is acknowledge or resolve", field="action")
-    repo = DashboardRepository(session)
     key = _uuid(alert_id)
-    alert = repo.alert(key) if key else None
-    visible = identity.visible_tenant(None)
-    if alert is None or (visible is not None and alert.tenant_id != visible):
+    if key is None:
         raise NotFound("no such alert")
-    now = utcnow()
-    who = f"{identity.kind}:{identity.subject_id}"
-    if action == "acknowledge" and alert.status == "open":
-        alert.status = "acknowledged"
-        alert.acknowledged_at = now
-        alert.acknowledged_by = who
-    elif action == "resolve" and alert.status != "resolved":
-        if alert.acknowledged_at is None:
-            alert.acknowledged_at = now
-            alert.acknowledged_by = who
-        alert.status = "resolved"
-        alert.resolved_at = now
-    alert.updated_at = now
-    session.commit()
-    return alert.id
+    alerts_service.set_status(session, identity, key, action, utcnow())
+    return key
 
 
 def surveys_page(session: Session, identity: Identity, filters: Filters) -> dict[str, Any]:

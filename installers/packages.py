@@ -196,7 +196,7 @@ def stage_linux_tree(
 
     ``/opt/dexscope`` (the frozen folder), the systemd unit, the conffile
     ``/etc/dexscope/agent.toml``, the XDG autostart entry of the survey helper, the
-    enrollment helper in ``/usr/libexec``, a ``/usr/bin`` link, the man page and docs.
+    enrollment helper in ``/usr/libexec``, a ``/usr/sbin`` link, the man page and docs.
     """
     _check_agent(agent_dir)
     shutil.copytree(agent_dir, root / "opt" / "dexscope", symlinks=True)

@@ -14,12 +14,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import io
 import json
 import os
 import re
 import shlex
 import stat
 import subprocess
+import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -340,18 +342,17 @@ def test_enrollment_helper_refuses_unsafe_values(tmp_path: Path, env: dict[str, 
 def test_the_deb_is_reproducible(
     packages: ModuleType,
     frozen_agent: Path,
+    deb: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # two builds of one frozen folder with one SOURCE_DATE_EPOCH: byte for byte the same
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1764650000")
-    first = packages.build_deb(frozen_agent, tmp_path / "one")
-    second = packages.build_deb(frozen_agent, tmp_path / "two")
-    assert first.name == second.name
-    assert (
-        hashlib.sha256(first.read_bytes()).digest() == hashlib.sha256(second.read_bytes()).digest()
-    )
-    listing = subprocess.run(
-        ["dpkg-deb", "-c", str(first)], capture_output=True, text=True, check=True
-    ).stdout
-    assert {line.split()[3] for line in listing.splitlines()} == {"2025-12-02"}
+    # a second build of the same frozen folder with the first one's SOURCE_DATE_EPOCH (every
+    # file's mtime in the package) is byte for byte the same package
+    tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
+        mtimes = {member.mtime for member in archive.getmembers()}
+    assert len(mtimes) == 1, "every file of the package carries SOURCE_DATE_EPOCH"
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(mtimes.pop()))
+    again = packages.build_deb(frozen_agent, tmp_path)
+    assert again.name == deb.name
+    assert hashlib.sha256(again.read_bytes()).digest() == hashlib.sha256(deb.read_bytes()).digest()

@@ -389,29 +389,31 @@ def _failures_met(
 ) -> int:
     """How often the user met the incident's failure between ``since`` and ``until``."""
     window = [e for e in events if since <= _t(e["ts"]) < until]
-    kind = incident["kind"]
-    if kind == "boot_patch":
-        return sum(e["type"] == "boot" for e in window) + 1  # the boot at ``since`` too
-    if kind == "app_version_crash":
-        return sum(
-            e["type"] == "app_crash"
-            and e["app_version"] == incident["app_version"]
-            and e["faulting_module"] == incident["effect"]["faulting_module"]
-            for e in window
-        )
-    if kind == "memory_leak_hangs":
-        return sum(
-            e["type"] == "app_hang" and e["app_version"] == incident["app_version"] for e in window
-        )
-    if kind == "saas_slow_site":
-        return sum(e["type"] == "probe" and e["target"] == incident["target"] for e in window) + 1
-    if kind == "driver_system_crash":
-        return sum(
-            e["type"] == "system_crash"
-            and e.get("bugcheck_code") == incident["effect"]["bugcheck_code"]
-            for e in window
-        )
-    return sum(e.get("disk_percent", 0) >= 92 for e in window)
+    kind: str = incident["kind"]
+    version: str = incident.get("app_version", "")
+    effect: dict[str, str] = incident["effect"]
+
+    def met(e: dict[str, Any]) -> bool:
+        if kind == "boot_patch":
+            return bool(e["type"] == "boot")
+        if kind == "app_version_crash":
+            return bool(
+                e["type"] == "app_crash"
+                and e["app_version"] == version
+                and e["faulting_module"] == effect["faulting_module"]
+            )
+        if kind == "memory_leak_hangs":
+            return bool(e["type"] == "app_hang" and e["app_version"] == version)
+        if kind == "saas_slow_site":
+            return bool(e["type"] == "probe" and e["target"] == incident["target"])
+        if kind == "driver_system_crash":
+            return bool(
+                e["type"] == "system_crash"
+                and e.get("bugcheck_code") == effect.get("bugcheck_code")
+            )
+        return bool(e.get("disk_percent", 0) >= 92)
+
+    return sum(met(e) for e in window)  # the window holds the boot or page at ``since``
 
 
 def test_tickets_come_from_hit_users_in_their_working_hours(

@@ -14,7 +14,8 @@ Deliveries to one webhook go in order, one at a time; different webhooks are ser
 parallel (``notify_concurrency`` threads), each request bounded by ``notify_timeout_s``, so
 one slow receiver never holds up the others. After a timeout or connection error, that
 webhook's remaining deliveries wait for the next run. Redirects are not followed.
-Scheduling uses the wall clock, not ``--as-of``: notifications are real-time I/O.
+Scheduling uses the wall clock, not ``--as-of``: notifications are real-time I/O. The
+usual ``HTTPS_PROXY`` / ``NO_PROXY`` environment variables are honoured.
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ def run_notify(session: Session, settings: Settings, as_of: datetime) -> dict[st
     timeout = httpx.Timeout(settings.notify_timeout_s)
     lease = timedelta(seconds=2 * settings.notify_timeout_s + 60)
     with (
-        httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
+        httpx.Client(timeout=timeout, follow_redirects=False) as client,
         ThreadPoolExecutor(max_workers=settings.notify_concurrency) as pool,
     ):
         for _ in range(_MAX_ROUNDS):

@@ -236,7 +236,7 @@ def parse_csv(body: bytes) -> tuple[list[TicketIn], list[int]]:
             raise UnprocessableEntity(
                 f"CSV misses column(s): {', '.join(missing)}", field="columns"
             )
-        extras = [n for n in names if n not in CSV_COLUMNS and n != "tenant_id"]
+        extras = [n for n in names if n not in CSV_COLUMNS]
         if len(extras) > MAX_EXTRA_KEYS:
             raise UnprocessableEntity(
                 f"CSV has {len(extras)} extra columns; at most {MAX_EXTRA_KEYS} are kept",
@@ -265,7 +265,7 @@ def parse_csv(body: bytes) -> tuple[list[TicketIn], list[int]]:
                 if name in CSV_COLUMNS:
                     if cell.strip() or name in REQUIRED_COLUMNS:
                         row[name] = cell
-                elif name != "tenant_id" and cell.strip():
+                elif cell.strip():
                     extra[name] = cell
             if extra:
                 row["extra"] = extra

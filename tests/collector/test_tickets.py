@@ -27,6 +27,8 @@ from collector.identity.roles import Role
 from collector.identity.service import create_api_key
 from collector.settings import normalise_database_url
 from collector.tenants.models import Tenant as TenantRow
+from collector.tenants.service import create_tenant
+from collector.tickets.schemas import CSV_COLUMNS
 from collector.tickets.service import (
     first_ticket_at,
     match_tickets_to_alerts,
@@ -37,7 +39,6 @@ from tests.support import (
     CollectorProcess,
     Tenant,
     count_rows,
-    create_tenant,
     enroll,
     now_utc,
     run_cli,
@@ -62,16 +63,25 @@ def db(collector: CollectorProcess) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
+def _tenant(db: sa.Engine) -> Tenant:
+    """A tenant with an admin key bound to it, made in-process (``dexscope admin`` is
+    tested in tests/collector/test_cli.py; here the time goes to the HTTP behaviour)."""
+    with make_sessionmaker(db)() as session:
+        made = create_tenant(session, f"tickets-{uuid.uuid4().hex[:8]}")
+        key = create_api_key(session, Role.ADMIN, made.tenant_id)
+    return Tenant(str(made.tenant_id), made.enrollment_token, key)
+
+
 @pytest.fixture(scope="module")
-def tenant(collector: CollectorProcess) -> Tenant:
+def tenant(db: sa.Engine) -> Tenant:
     """Tenant A, with an admin key bound to it."""
-    return create_tenant(collector.database_url)
+    return _tenant(db)
 
 
 @pytest.fixture(scope="module")
-def other(collector: CollectorProcess) -> Tenant:
+def other(db: sa.Engine) -> Tenant:
     """Tenant B, with an admin key bound to it."""
-    return create_tenant(collector.database_url)
+    return _tenant(db)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +91,8 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for name, args in {
         "small": ["--devices", "5", "--days", "3"],
-        "large": ["--devices", "30", "--days", "10", "--incidents", "none", "--seed", "1"],
+        # a fixed end keeps the fleet, and so its tickets, the same whatever the time
+        "large": ["--devices", "60", "--days", "14", "--seed", "1", "--end", "2026-11-01T00:00"],
     }.items():
         directory = tmp_path_factory.mktemp(f"sim-{name}")
         run_cli("simulate", *args, "--out", str(directory))
@@ -275,6 +286,8 @@ def test_csv_import_of_the_simulators_tickets_csv(
             row["summary"],
         )
         assert ticket["user_hash"] is not None and row["user"] not in json.dumps(ticket)
+        extra = {k: v for k, v in row.items() if k not in CSV_COLUMNS and v}
+        assert ticket["extra"] == (extra or None)  # e.g. the simulator's incident_id
 
     # a device enrolled later with a simulated hostname: a re-import matches it
     device = enroll(collector.url, other.enrollment_token, rows[0]["device_hostname"].lower())

@@ -14,8 +14,9 @@ replayed exactly; the statistics are scoring.detect's. Three detectors (docs/det
   worse than the other sites' today and than its own recent days? The suspect is the change
   adopted by most of the affected devices just before the onset, if one explains them.
 * **device shifts** — a device's daily score series against its own robust baseline (CUSUM
-  of robust z, :func:`scoring.detect.detect_series`), for slow, device-local degradation
-  such as a filling disk. The only detector that may single out one device.
+  of robust z, :func:`scoring.detect.detect_series`), for slow, device-local degradation;
+  and **filling disks** — a disk nearly full and still filling, reported before it slows
+  the device down. The only detectors that may single out one device.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ __all__ = [
     "change_cohorts",
     "detect",
     "device_shifts",
+    "disk_filling",
     "severity",
     "site_cohorts",
     "suspect_change",
@@ -83,6 +85,10 @@ class DetectionSettings:
     device_k: float = 1.0
     device_min_drop: float = 25.0
     device_sigma_floor: float = 5.0
+    disk_full_at: float = 90.0
+    """Disk use (%) from which a filling disk is reported."""
+    disk_min_slope: float = 1.5
+    """Points per day the disk must be filling by (a steady, full disk is not news)."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,8 @@ class DetectionInputs:
     events (the sparse ones)."""
     app_presence: Sequence[tuple[uuid.UUID, date, str]] = field(default_factory=list)
     """(device, day, app name) of apps present on device-days."""
+    measures: Mapping[tuple[uuid.UUID, date], Mapping[str, Any]] = field(default_factory=dict)
+    """The raw daily measures of each device-day (``device_day_scores.measures``)."""
 
 
 @dataclass
@@ -582,9 +590,67 @@ def device_shifts(inputs: DetectionInputs, s: DetectionSettings) -> list[Candida
     return out
 
 
+def disk_filling(inputs: DetectionInputs, s: DetectionSettings) -> list[Candidate]:
+    """Devices whose disk is nearly full and still filling (a device-scope forecast).
+
+    Today's highest disk use must be at least ``disk_full_at`` and the least-squares slope
+    of the daily highs over the last 7 days at least ``disk_min_slope`` points per day; the
+    onset is the day of the lowest use in the last 14 days, where the rise began.
+    """
+    today = inputs.as_of.date()
+    series: dict[uuid.UUID, list[tuple[date, float]]] = defaultdict(list)
+    for (device, day), m in inputs.measures.items():
+        value = m.get("disk_percent_max")
+        if isinstance(value, int | float) and (today - day).days < 14:
+            series[device].append((day, float(value)))
+    out: list[Candidate] = []
+    for device in sorted(series):
+        points = sorted(series[device])
+        if points[-1][0] != today or points[-1][1] < s.disk_full_at or device not in inputs.devices:
+            continue
+        recent = [(d, v) for d, v in points if (today - d).days < 7]
+        if len(recent) < 4:
+            continue
+        x = np.array([(d - today).days for d, _ in recent], dtype=np.float64)
+        y = np.array([v for _, v in recent])
+        slope = float(np.polyfit(x, y, 1)[0])
+        if slope < s.disk_min_slope:
+            continue
+        low_day = min(points, key=lambda p: (p[1], p[0]))[0]
+        onset = _day_start(low_day)
+        left = max(0.0, 100.0 - points[-1][1])
+        info = inputs.devices[device]
+        out.append(
+            Candidate(
+                kind="change_point",
+                scope="device",
+                scope_key=str(device),
+                metric="disk_percent",
+                title=f"{info.hostname}: disk {points[-1][1]:.0f} % full, filling "
+                f"{slope:.1f} points a day (full in about {left / slope:.0f} days)",
+                onset=onset,
+                affected=[device],
+                baseline=min(v for _, v in points),
+                current=points[-1][1],
+                effect_size=slope,
+                z=slope,
+                evidence={
+                    "test": "disk use above the limit and rising (least squares, 7 days)",
+                    "limit_percent": s.disk_full_at,
+                    "slope_points_per_day": round(slope, 2),
+                    "series": [
+                        {"day": d.isoformat(), "disk_percent": round(v, 1)} for d, v in points
+                    ],
+                },
+                suspected_change=suspect_change(inputs, [device], onset),
+            )
+        )
+    return out
+
+
 def detect(inputs: DetectionInputs, s: DetectionSettings | None = None) -> list[Candidate]:
     """Every detector on one tenant's inputs; candidates in a stable order."""
     settings = s or DetectionSettings()
     found = change_cohorts(inputs, settings) + site_cohorts(inputs, settings)
-    found += device_shifts(inputs, settings)
+    found += device_shifts(inputs, settings) + disk_filling(inputs, settings)
     return sorted(found, key=lambda c: c.fingerprint)

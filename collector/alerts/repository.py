@@ -63,6 +63,18 @@ class AlertRepository:
         )
         return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
+    def day_measures(
+        self, tenant_id: uuid.UUID, start: date, end: date
+    ) -> dict[tuple[uuid.UUID, date], dict[str, Any]]:
+        """The raw daily measures of the tenant's scored device-days."""
+        t = DeviceDayScore
+        rows = self.session.execute(
+            select(t.device_id, t.day, t.measures).where(
+                t.tenant_id == tenant_id, t.day >= start, t.day <= end
+            )
+        )
+        return {(r[0], r[1]): r[2] for r in rows}
+
     def app_presence(
         self, tenant_id: uuid.UUID, start: date, end: date
     ) -> list[tuple[uuid.UUID, date, str]]:

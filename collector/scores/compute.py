@@ -100,10 +100,17 @@ def _num(value: Any) -> float:
 
 def build_inputs(
     block: Block, personas: Sequence[Persona], rows: Iterable[EventRow]
-) -> tuple[DeviceDayInputs, list[str], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """The block's events as scoring arrays, the app names, and where each app was present.
+) -> tuple[
+    DeviceDayInputs,
+    list[str],
+    npt.NDArray[np.intp],
+    npt.NDArray[np.intp],
+    dict[str, npt.NDArray[np.float64]],
+]:
+    """The block's events as scoring arrays, the app names, where each app was present, and
+    the raw measures that are not scored (``disk_percent`` per resource sample).
 
-    Returns ``(inputs, app_names, present_group, present_app)``; app ids index
+    Returns ``(inputs, app_names, present_group, present_app, extras)``; app ids index
     ``app_names`` (sorted, so the same events always give the same ids). Events outside the
     block's days are ignored, except survey answers up to :data:`SURVEY_WINDOW_DAYS` before
     its first day, which carry into its first days.
@@ -164,6 +171,7 @@ def build_inputs(
         elif kind == "resource_sample":
             add("resource_group", g)
             add("interval_s", _num(data.get("interval_s")))
+            add("disk_percent", _num(data.get("disk_percent")))
             for field in ("cpu_pressure_s", "memory_pressure_s", "io_pressure_s"):
                 add(field, _num(data.get(field)))
         elif kind == "app_resource":
@@ -215,7 +223,8 @@ def build_inputs(
         survey_value_100=floats("survey_value_100"),
         survey_outcome=ints("survey_outcome"),
     )
-    return inputs, app_names, app_groups("present"), apps("present")
+    extras = {"disk_percent": floats("disk_percent")}
+    return inputs, app_names, app_groups("present"), apps("present"), extras
 
 
 def _opt(value: float) -> float | None:
@@ -238,6 +247,54 @@ def _counts(inputs: DeviceDayInputs, n: int) -> dict[str, npt.NDArray[np.int64]]
     }
 
 
+def _group_reduce(
+    group: npt.ArrayLike, values: npt.ArrayLike, n: int, how: str
+) -> npt.NDArray[np.float64]:
+    """Per-group max or median of ``values`` (NaN values ignored; NaN for empty groups)."""
+    g = np.asarray(group, dtype=np.intp)
+    v = np.asarray(values, dtype=np.float64)
+    keep = ~np.isnan(v)
+    g, v = g[keep], v[keep]
+    out = np.full(n, np.nan)
+    if not len(v):
+        return out
+    if how == "max":
+        np.fmax.at(out, g, v)
+        return out
+    order = np.lexsort((v, g))
+    g, v = g[order], v[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    ends = np.r_[starts[1:], len(g)]
+    mid_lo, mid_hi = v[starts + (ends - starts - 1) // 2], v[starts + (ends - starts) // 2]
+    out[g[starts]] = (mid_lo + mid_hi) / 2
+    return out
+
+
+def _measures(
+    inputs: DeviceDayInputs, extras: dict[str, npt.NDArray[np.float64]], n: int
+) -> dict[str, npt.NDArray[np.float64]]:
+    """Raw daily measures kept beside the scores: medians of the durations, the pressure
+    shares, the day's highest disk use (what detection watches besides the scores)."""
+    active = np.bincount(inputs.resource_group, weights=inputs.interval_s, minlength=n)
+    out = {
+        "boot_s_median": _group_reduce(inputs.boot_group, inputs.boot_s, n, "median"),
+        "logon_s_median": _group_reduce(inputs.logon_group, inputs.logon_s, n, "median"),
+        "disk_percent_max": _group_reduce(inputs.resource_group, extras["disk_percent"], n, "max"),
+    }
+    for name, stalled in (
+        ("cpu_pressure_share", inputs.cpu_pressure_s),
+        ("io_pressure_share", inputs.io_pressure_s),
+        ("memory_pressure_share", inputs.memory_pressure_s),
+    ):
+        share = np.full(n, np.nan)
+        if len(stalled):
+            total = np.bincount(inputs.resource_group, weights=np.nan_to_num(stalled), minlength=n)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                share = np.where(active > 0, total / active, np.nan)
+        out[name] = share
+    return out
+
+
 def score_block(
     block: Block,
     personas: Sequence[Persona],
@@ -252,7 +309,7 @@ def score_block(
     and the aggregates need without going back to raw events.
     """
     params = persona_arrays(personas)
-    inputs, app_names, present_g, present_a = build_inputs(block, personas, rows)
+    inputs, app_names, present_g, present_a, extras = build_inputs(block, personas, rows)
     scored = score_device_days(inputs, params, max_age_days=SURVEY_WINDOW_DAYS)
     ms = scored.metrics
     pg = inputs.persona_of_group()
@@ -260,6 +317,7 @@ def score_block(
     minutes = time_lost(inputs, params, max(len(app_names), 1)).per_group
     n = inputs.n_groups
     counts = _counts(inputs, n)
+    measures = _measures(inputs, extras, n)
     has_data = np.zeros(n, dtype=bool)
     for group in (
         inputs.boot_group,
@@ -298,6 +356,7 @@ def score_block(
                 "time_lost_min": float(minutes[g].sum()),
                 "time_lost": {c: float(minutes[g, k]) for k, c in enumerate(COMPONENTS)},
                 "counts": {name: int(c[g]) for name, c in counts.items()},
+                "measures": {name: _opt(m[g]) for name, m in measures.items()},
                 "scoring_version": SCORING_VERSION,
             }
         )

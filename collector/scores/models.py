@@ -42,6 +42,9 @@ class DeviceDayScore(Base):
     time_lost_min: Mapped[float] = mapped_column(Float)
     time_lost: Mapped[dict[str, Any]] = mapped_column(JSONType)
     counts: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    measures: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict, server_default="{}")
+    """Raw daily measures beside the scores: median boot and sign-in seconds, pressure
+    shares, the highest disk use (null where not measured)."""
     scoring_version: Mapped[int]
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

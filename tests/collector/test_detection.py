@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pytest
 
 from collector.alerts.detection import (
     DetectionInputs,
@@ -19,6 +20,7 @@ from collector.alerts.detection import (
     change_cohorts,
     detect,
     device_shifts,
+    disk_filling,
     severity,
     site_cohorts,
 )
@@ -183,3 +185,19 @@ def test_severity_grows_with_population_and_effect() -> None:
     assert severity(25, 2.5, "app_version") == "high"
     assert severity(8, 12.0, "app_version") == "critical"
     assert severity(1, 5.0, "device") == "medium"
+
+
+def test_a_filling_disk_is_reported_before_it_is_full_and_a_full_steady_one_is_not() -> None:
+    filling, steady = DEVICES[3], DEVICES[4]
+    measures: dict[tuple[uuid.UUID, date], dict[str, Any]] = {}
+    for k, day in enumerate(days(10)):
+        measures[filling, day] = {"disk_percent_max": 60.0 + max(0, k - 2) * 4.5}  # 60 -> 91.5
+        measures[steady, day] = {"disk_percent_max": 95.0}
+    inputs = DetectionInputs(AS_OF, infos(), rows(), [], [], [], measures)
+    found = disk_filling(inputs, DetectionSettings())
+    assert [c.scope_key for c in found] == [str(filling)]
+    alert = found[0]
+    assert alert.metric == "disk_percent" and alert.scope == "device"
+    assert alert.effect_size == pytest.approx(4.5)
+    assert alert.onset == datetime.combine(days(10)[0], datetime.min.time(), UTC)
+    assert "full in about 2 days" in alert.title

@@ -51,7 +51,10 @@ def rows() -> list[tuple[int, str, datetime, dict[str, Any]]]:
         (0, "resource_sample", at(0, 9 + h), {"interval_s": 3600.0, "cpu_pressure_s": 36.0})
         for h in range(8)
     ]
-    out += [(1, "resource_sample", at(1, 9), {"interval_s": 3600.0})]
+    out += [
+        (1, "resource_sample", at(1, 9 + h), {"interval_s": 60.0, "disk_percent": 70.0 + h})
+        for h in range(3)
+    ]
     return out
 
 
@@ -60,7 +63,8 @@ def block() -> Block:
 
 
 def test_inputs_count_what_scores_and_leave_out_the_rest() -> None:
-    inputs, apps, present_g, present_a = build_inputs(block(), DEFAULT_PERSONAS, rows())
+    inputs, apps, present_g, present_a, extras = build_inputs(block(), DEFAULT_PERSONAS, rows())
+    assert len(extras["disk_percent"]) == len(inputs.interval_s)
     assert inputs.boot_s.tolist() == [70.0]  # the boot after the block is not read
     assert inputs.logon_s.tolist() == [40.0]  # the first sign-in is provisioning
     assert apps == ["excel.exe", "outlook.exe", "teams.exe"]
@@ -69,7 +73,7 @@ def test_inputs_count_what_scores_and_leave_out_the_rest() -> None:
     assert [apps[a] for a in present_a] == ["outlook.exe"] and present_g.tolist() == [0]
     assert inputs.survey_t_days.tolist() == pytest.approx([-10 + 9 / 24])
     assert inputs.persona.tolist() == [0, 1]
-    assert inputs.resource_group.tolist() == [0] * 8 + [3]  # device 1, day 1 -> 1 * 2 + 1
+    assert inputs.resource_group.tolist() == [0] * 8 + [3] * 3  # device 1, day 1 -> 1 * 2 + 1
     # pressure is reported by some samples only: the others are NaN (not measured)
     assert inputs.cpu_pressure_s[:8].tolist() == [36.0] * 8
 
@@ -87,6 +91,11 @@ def test_rows_explain_themselves() -> None:
     assert row["startup"] == 50.0
     assert row["active_s"] == 8 * 3600.0
     assert row["metrics"]["sentiment"] == pytest.approx(75.0)  # 4 stars of 5, carried in
+    # raw measures beside the scores: 36 s stalled per hour is a 1 % CPU pressure share
+    assert row["measures"]["boot_s_median"] == 70.0
+    assert row["measures"]["logon_s_median"] == 40.0
+    assert row["measures"]["cpu_pressure_share"] == pytest.approx(0.01)
+    assert row["measures"]["disk_percent_max"] is None  # not reported
     assert sum(row["points_lost"].values()) == pytest.approx(100.0 - row["score"], abs=1e-4)
     # minutes lost: 10 s of boot, 10 s of sign-in, the 20 s hang, a 5-minute crash
     assert row["time_lost"]["boot"] == pytest.approx(10 / 60)
@@ -95,6 +104,8 @@ def test_rows_explain_themselves() -> None:
     assert set(apps) == {"excel.exe", "outlook.exe", "teams.exe"}
     assert apps["teams.exe"]["crashes"] == 1 and apps["excel.exe"]["hangs"] == 1
     assert apps["outlook.exe"]["score"] == 100.0
+    other = by_key[DEVICES[1], DAY0 + timedelta(days=1)]
+    assert other["measures"]["disk_percent_max"] == 72.0
 
 
 def test_wanted_limits_the_rows_and_scoring_is_deterministic() -> None:

@@ -59,11 +59,12 @@ _ERROR_CHARS: Final = 500
 
 @dataclass(frozen=True)
 class Attempt:
-    """What one HTTP attempt gave: a status (None: no response) and an error text."""
+    """What one HTTP attempt gave: a status (None: no response), an error text, and when
+    the receiver asked to be retried (``Retry-After``, made absolute on receipt)."""
 
     status: int | None
     error: str | None
-    retry_after_s: float | None
+    retry_at: datetime | None
     connection_failed: bool
 
 
@@ -127,10 +128,13 @@ def send_one(
                 text = f"HTTP {response.status_code}: " + chunk[:_ERROR_CHARS].decode(
                     "utf-8", "replace"
                 )
-            retry_after = None
+            retry_at = None
             if response.status_code in (429, 503):
-                retry_after = parse_retry_after(response.headers.get("retry-after"), utcnow())
-            return Attempt(response.status_code, text, retry_after, False)
+                received = utcnow()
+                wait = parse_retry_after(response.headers.get("retry-after"), received)
+                if wait is not None:
+                    retry_at = received + timedelta(seconds=wait)
+            return Attempt(response.status_code, text, retry_at, False)
     except httpx.TimeoutException as exc:
         return Attempt(None, f"timeout: {type(exc).__name__}", None, True)
     except httpx.HTTPError as exc:
@@ -184,12 +188,10 @@ def _outcome(
         retryable = False
     if not retryable or attempts >= settings.notify_max_attempts:
         return "failed", {**values, "status": "failed"}
-    if attempt.retry_after_s is not None:
-        delay = min(attempt.retry_after_s, settings.notify_backoff_max_s)
-    else:
-        delay = backoff_s(
-            attempts, settings.notify_backoff_base_s, settings.notify_backoff_max_s, rng
-        )
+    latest = now + timedelta(seconds=settings.notify_backoff_max_s)
+    if attempt.retry_at is not None:
+        return "retrying", {**values, "next_attempt_at": max(now, min(attempt.retry_at, latest))}
+    delay = backoff_s(attempts, settings.notify_backoff_base_s, settings.notify_backoff_max_s, rng)
     return "retrying", {**values, "next_attempt_at": now + timedelta(seconds=delay)}
 
 

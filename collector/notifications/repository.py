@@ -94,6 +94,22 @@ class NotificationRepository:
         self.session.add_all(deliveries)
         self.session.flush()
 
+    def unsent_updates(
+        self, alert_id: uuid.UUID, now: datetime
+    ) -> dict[uuid.UUID, NotificationDelivery]:
+        """The alert's ``updated`` deliveries not yet attempted nor being sent (leased), by
+        webhook id."""
+        rows = self.session.scalars(
+            select(NotificationDelivery).where(
+                NotificationDelivery.alert_id == alert_id,
+                NotificationDelivery.event == "updated",
+                NotificationDelivery.status == PENDING,
+                NotificationDelivery.attempts == 0,
+                NotificationDelivery.next_attempt_at <= now,
+            )
+        )
+        return {row.webhook_id: row for row in rows}
+
     def claim_due(
         self,
         now: datetime,

@@ -198,7 +198,10 @@ def enqueue_alert_event(session: Session, alert: Alert, event: str) -> int:
     ``min_severity`` is at most the alert's severity. The alert is snapshotted now (its
     API shape), so later changes do not alter what this event says. Call it in the same
     transaction as the alert change: it flushes and never commits, so the event is queued
-    if and only if the change is stored. Returns how many deliveries were queued.
+    if and only if the change is stored. An ``updated`` event for a webhook that still has
+    an unsent ``updated`` delivery of this alert refreshes that one instead of queueing
+    another (a growing alert does not flood a channel). Returns how many webhooks will get
+    the event.
     """
     if event not in EVENTS:
         raise ValueError(f"event must be one of {', '.join(EVENTS)}, not {event!r}")
@@ -222,6 +225,9 @@ def enqueue_alert_event(session: Session, alert: Alert, event: str) -> int:
         hostnames = repo.hostnames(ids)
     snapshot = alert_snapshot(alert, hostnames)
     now = utcnow()
+    unsent = repo.unsent_updates(alert.id, now) if event == "updated" else {}
+    for delivery in unsent.values():  # one pending update says it all
+        delivery.payload = snapshot
     repo.add_deliveries(
         [
             NotificationDelivery(
@@ -237,6 +243,7 @@ def enqueue_alert_event(session: Session, alert: Alert, event: str) -> int:
                 created_at=now,
             )
             for w in webhooks
+            if w.id not in unsent
         ]
     )
     return len(webhooks)

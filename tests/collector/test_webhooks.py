@@ -34,7 +34,7 @@ from collector.db import make_engine, make_sessionmaker
 from collector.identity.roles import Role
 from collector.identity.service import create_api_key
 from collector.notifications.delivery import backoff_s, parse_retry_after
-from collector.notifications.models import NotificationDelivery
+from collector.notifications.models import NotificationDelivery, Webhook
 from collector.notifications.service import enqueue_alert_event
 from collector.settings import normalise_database_url
 from collector.tenants.service import create_tenant
@@ -588,6 +588,35 @@ def test_enqueue_rules(collector: CollectorProcess, fresh: Tenant, db: sa.Engine
     assert [d.event for d in _deliveries(db, resolved.id).values()] == ["resolved"]
     with make_sessionmaker(db)() as session, pytest.raises(ValueError):
         enqueue_alert_event(session, low, "closed")
+
+
+def test_unsent_updates_coalesce(fresh: Tenant, db: sa.Engine, receiver: Receiver) -> None:
+    with make_sessionmaker(db)() as session:
+        session.add(
+            Webhook(
+                tenant_id=uuid.UUID(fresh.tenant_id),
+                url=receiver.url + "/coalesce",
+                kind="generic",
+                secret="s" * 32,
+                events=["opened", "updated"],
+            )
+        )
+        session.commit()
+    alert = _alert(db, fresh.tenant_id)
+    with make_sessionmaker(db)() as session:
+        row = session.get(Alert, alert.id)
+        assert row is not None
+        for count in (2, 3, 4):
+            row.affected_count = count
+            assert enqueue_alert_event(session, row, "updated") == 1
+        session.commit()
+    with make_sessionmaker(db)() as session:
+        events = session.scalars(
+            sa.select(NotificationDelivery).where(NotificationDelivery.alert_id == alert.id)
+        ).all()
+    assert sorted(d.event for d in events) == ["opened", "updated"]
+    updated = next(d for d in events if d.event == "updated")
+    assert updated.payload["affected_devices"]["count"] == 4
 
 
 def test_backoff_and_retry_after_parsing() -> None:

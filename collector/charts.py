@@ -340,8 +340,12 @@ def sparkline(
     y_min: float | None = None,
     y_max: float | None = None,
     colour: str = PALETTE[0],
+    min_span: float = 10.0,
 ) -> str:
-    """A small trend line without axes; its text alternative gives first, last and range."""
+    """A small trend line without axes; its text alternative gives first, last and range.
+
+    Without ``y_min``/``y_max`` the line fits its data, over at least ``min_span`` units.
+    """
     present = [float(v) for v in values if v is not None and _ok(v)]
     if present:
         desc = (
@@ -354,8 +358,9 @@ def sparkline(
     out = _open(width, height, label, desc, "sparkline")
     lo = y_min if y_min is not None else min(present, default=0.0)
     hi = y_max if y_max is not None else max(present, default=1.0)
-    if hi - lo < 1e-9:
-        lo, hi = lo - 1.0, hi + 1.0
+    if hi - lo < min_span:  # a flat line stays flat-looking: noise is not a trend
+        mid = (hi + lo) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
     n = max(len(values), 1)
 
     def x_at(i: int) -> float:

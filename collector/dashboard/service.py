@@ -503,6 +503,18 @@ def _daily_series(
     return out
 
 
+def _reference_day(by_day: Mapping[date, Any], end: date) -> date:
+    """The day "now" figures (devices scored, shares, distributions) are taken from: the
+    newest day with data, except today while it is still in progress (then the day before
+    it, when there is one), so that a half-scored morning does not read as a small fleet."""
+    days = sorted(d for d in by_day if d <= end)
+    if not days:
+        return end
+    today = utcnow().date()
+    complete = [d for d in days if d < today]
+    return complete[-1] if complete else days[-1]
+
+
 def _trend(values: Sequence[float | None]) -> float | None:
     """Last value minus the first (points), over the values present."""
     present = [v for v in values if v is not None]
@@ -610,7 +622,8 @@ def overview_page(
         fleet.add(r)
     fleet.peak = max((a.n for a in fleet_days.values()), default=0)
     fleet_series = _daily_series(fleet_days, ctx.days)
-    last = fleet_days.get(scope.end) or (fleet_days[max(fleet_days)] if fleet_days else None)
+    ref = _reference_day(fleet_days, scope.end)
+    last = fleet_days.get(ref)
     persona_names = sorted({str(r["persona"]) for r in daily})
     cards = []
     persona_rows: list[dict[str, Any]] = []
@@ -625,17 +638,17 @@ def overview_page(
                 total.add(r)
         total.peak = max((a.n for a in by_day.values()), default=0)
         series = _daily_series(by_day, ctx.days)
-        latest = by_day.get(scope.end) or (by_day[max(by_day)] if by_day else _Agg())
+        latest = by_day.get(ref) or _Agg()
         href = f"/personas/{name}{shared}"
         cards.append(
             {
                 "name": name,
                 "href": href,
-                "enough": total.enough and latest.enough,
+                "enough": total.enough,
                 "score": total.score,
                 "trend": _trend(series),
                 "sparkline": charts.sparkline(
-                    series, label=f"{name}: daily score", unit="", y_min=0, y_max=100
+                    series, label=f"{name}: daily score (0\u2013100)", unit=""
                 ),
                 "share_frustrating": latest.share_frustrating,
                 "devices": latest.n,
@@ -738,6 +751,7 @@ def overview_page(
             "enough": fleet.enough,
             "trend": _trend(fleet_series),
             "devices": last.n if last else 0,
+            "day": ref,
             "share_frustrating": last.share_frustrating if last else None,
             "time_lost_min": fleet.time_lost_min,
         },
@@ -764,7 +778,7 @@ def overview_page(
                 )
                 for r in persona_rows
             ],
-            title=f"Devices per score band on {scope.end:%b %d} (share of scored devices)",
+            title=f"Devices per score band on {ref:%b %d} (share of scored devices)",
         )
         if persona_rows
         else None,
@@ -815,7 +829,7 @@ def _pulse(by_day: Mapping[date, _Agg], days: Sequence[date], fleet: _Agg) -> di
         "device_days": int(answered),
         "trend": _trend(series),
         "sparkline": charts.sparkline(
-            series, label="Sentiment sub-score per day", y_min=0, y_max=100, colour="#8e44ad"
+            series, label="Sentiment sub-score per day (0\u2013100)", colour="#8e44ad"
         ),
     }
 
@@ -855,7 +869,7 @@ def _scope_page(
     sub_series = [
         charts.Series(sub, _daily_series(by_day, ctx.days, sub), dashed=True) for sub in SUBSCORES
     ]
-    last_day = max(by_day) if by_day else scope.end
+    last_day = _reference_day(by_day, scope.end)
     hist = _cached(repo, scope, "hist", lambda: repo.histogram(scope, last_day), last_day)
     apps = _cached(repo, scope, "apps", lambda: repo.apps(scope))
     components = _cached(repo, scope, "components", lambda: repo.components(scope))

@@ -2,8 +2,9 @@
 
 Layers, lowest first: built-in defaults < the collector's configuration (sampling and
 upload settings only) < the TOML file (``--config`` or ``DEXSCOPE_AGENT_CONFIG``) <
-environment (``DEXSCOPE_SERVER_URL``, ``DEXSCOPE_ENROLL_TOKEN``, ``DEXSCOPE_STATE_DIR``) <
-command-line flags. A local administrator's file therefore pins what the server would set.
+environment (``DEXSCOPE_SERVER_URL``, ``DEXSCOPE_ENROLL_TOKEN``, ``DEXSCOPE_STATE_DIR``,
+``DEXSCOPE_TAGS``) < command-line flags. A local administrator's file therefore pins what
+the server would set.
 
 A change (a new server configuration) is applied by validating the merged layers into a new
 :class:`AgentConfig`, never by mutating the running one; an invalid server configuration is
@@ -37,6 +38,7 @@ __all__ = [
     "SpoolSettings",
     "UploadSettings",
     "default_environ",
+    "parse_tags",
     "server_layer",
 ]
 
@@ -322,7 +324,7 @@ class ConfigLayers:
             unknown = set(file_layer) - _TOP_KEYS
             if unknown:
                 raise AgentConfigError(f"unknown key {sorted(unknown)[0]} in {path}")
-        env_layer = {
+        env_layer: dict[str, Any] = {
             key: environ[var]
             for key, var in (
                 ("server_url", "DEXSCOPE_SERVER_URL"),
@@ -331,6 +333,8 @@ class ConfigLayers:
             )
             if environ.get(var)
         }
+        if environ.get("DEXSCOPE_TAGS"):
+            env_layer["tags"] = parse_tags(environ["DEXSCOPE_TAGS"], "DEXSCOPE_TAGS")
         flag_layer = {k: v for k, v in flags.items() if v is not None}
         return cls(file_layer, env_layer, flag_layer, known_samplers)
 
@@ -355,6 +359,25 @@ class ConfigLayers:
         for local in (self.file, self.env, self.flags):
             deep_merge(merged, local)
         return _validate(merged, self.known_samplers)
+
+
+def parse_tags(text: str, source: str) -> dict[str, str]:
+    """Installer tags from ``key=value`` pairs separated by commas or semicolons.
+
+    ``DEXSCOPE_TAGS="site=paris,group=sales"`` is how the Windows MSI and the Linux
+    package's seed file hand tags to a service, where flags cannot be split safely. Blank
+    items are skipped; an item without ``=`` or with an empty key is an error naming it.
+    """
+    tags: dict[str, str] = {}
+    for item in text.replace(";", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise AgentConfigError(f"{source}: {item!r} is not KEY=VALUE")
+        tags[key.strip()] = value.strip()
+    return tags
 
 
 _SERVER_UPLOAD_KEYS = ("max_batch_events", "max_batch_age_s", "max_batch_bytes")

@@ -180,3 +180,13 @@ def test_config_is_frozen_and_reload_builds_a_new_one(tmp_path: Path) -> None:
     assert second.samplers["resource_sample"].interval_s == 15.0
     with pytest.raises(dataclasses.FrozenInstanceError):
         first.server_url = "https://x.example"  # type: ignore[misc]
+
+
+def test_tags_from_the_environment_merge_under_the_flags(tmp_path: Path) -> None:
+    env = {"DEXSCOPE_TAGS": " site=paris ; group=sales,, floor = 3 "}
+    config = layers(tmp_path, "[tags]\nteam = 'it'\n", env).build()
+    assert dict(config.tags) == {"team": "it", "site": "paris", "group": "sales", "floor": "3"}
+    flagged = layers(tmp_path, "", env, tags={"site": "lyon"}).build()
+    assert flagged.tags["site"] == "lyon" and flagged.tags["group"] == "sales"
+    with pytest.raises(AgentConfigError, match="DEXSCOPE_TAGS: 'oops' is not KEY=VALUE"):
+        layers(tmp_path, "", {"DEXSCOPE_TAGS": "site=paris,oops"})

@@ -299,6 +299,41 @@ def load(
     return {"device": str(ids[0]), "rows": rows, "app_rows": app_rows, "end": end}
 
 
+def _create(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Migrate the new database, make the tenant and the login, load the rollups."""
+    _dexscope("collector", "migrate", "--database-url", url)
+    tenant = json.loads(
+        _dexscope("admin", "create-tenant", "Bench", "--database-url", url, "--json")
+    )
+    _dexscope(
+        "admin",
+        "create-user",
+        "bench@dexscope.test",
+        "--role",
+        "admin",
+        "--tenant",
+        tenant["tenant_id"],
+        "--database-url",
+        url,
+        "--password-stdin",
+        input_text=PASSWORD + "\n",
+    )
+    with psycopg.connect(url) as conn:
+        loaded = load(conn, tenant["tenant_id"], args.devices, args.days, args.seed)
+    return loaded
+
+
+def _reused(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """What the requests need from a database loaded by an earlier run."""
+    row = conn.execute(
+        "SELECT (SELECT device_id::text FROM device_day_scores LIMIT 1), "
+        "(SELECT count(*) FROM device_day_scores), (SELECT count(*) FROM device_app_days), "
+        "(SELECT max(day) FROM device_day_scores)"
+    ).fetchone()
+    assert row is not None
+    return {"device": row[0], "rows": row[1], "app_rows": row[2], "end": row[3]}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -314,35 +349,26 @@ def main(argv: list[str] | None = None) -> int:
         help="an administrative connection; a new database is created beside it",
     )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument(
+        "--reuse", metavar="NAME", help="measure a database kept by an earlier --keep run"
+    )
     parser.add_argument("--port", type=int, default=18765)
     args = parser.parse_args(argv)
     console = Console(stderr=True)
-    name = f"dexscope_bench_dash_{uuid.uuid4().hex[:8]}"
+    name = args.reuse or f"dexscope_bench_dash_{uuid.uuid4().hex[:8]}"
     admin = psycopg.connect(args.postgres_url, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}"')
+    if not args.reuse:
+        admin.execute(f'CREATE DATABASE "{name}"')
     base = args.postgres_url.rsplit("/", 1)[0]
     url = f"{base}/{name}"
     proc: subprocess.Popen[bytes] | None = None
     try:
-        _dexscope("collector", "migrate", "--database-url", url)
-        tenant = json.loads(
-            _dexscope("admin", "create-tenant", "Bench", "--database-url", url, "--json")
-        )
-        _dexscope(
-            "admin",
-            "create-user",
-            "bench@dexscope.test",
-            "--role",
-            "admin",
-            "--tenant",
-            tenant["tenant_id"],
-            "--database-url",
-            url,
-            "--password-stdin",
-            input_text=PASSWORD + "\n",
-        )
-        with psycopg.connect(url) as conn:
-            loaded = load(conn, tenant["tenant_id"], args.devices, args.days, args.seed)
+        if args.reuse:
+            _dexscope("collector", "migrate", "--database-url", url)
+            with psycopg.connect(url) as conn:
+                loaded = _reused(conn)
+        else:
+            loaded = _create(url, args)
         log = open(REPO / "bench" / "dashboard-collector.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [
@@ -355,7 +381,6 @@ def main(argv: list[str] | None = None) -> int:
                 url,
                 "--port",
                 str(args.port),
-                "--no-migrate",
                 "--log-level",
                 "warning",
             ],

@@ -47,7 +47,7 @@ def fmt(value: Any, kind: str = "text") -> str:
     if kind == "pct":
         return f"{float(value) * 100:.0f} %"
     if kind == "minutes":
-        return f"{float(value):,.0f}"
+        return f"{float(value):,.1f}" if abs(float(value)) < 10 else f"{float(value):,.0f}"
     if kind == "delta":
         return f"{float(value):+.1f}"
     if kind == "float":

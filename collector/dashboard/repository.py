@@ -126,11 +126,15 @@ class DashboardRepository:
 
     # -- score aggregates ---------------------------------------------------------------
 
-    def daily(self, scope: Scope, by: str | None = "persona") -> list[dict[str, Any]]:
-        """Per day (and per persona, ``by="persona"``): scored devices, sums and band counts.
+    def daily(
+        self, scope: Scope, by: str | None = "persona", *, site: bool = False
+    ) -> list[dict[str, Any]]:
+        """Per day (and per persona, ``by="persona"``; and per site tag, ``site=True``):
+        scored devices, sums and band counts.
 
         Sums and counts rather than means, so that callers can combine rows exactly (the
-        fleet = the personas added up).
+        fleet = the personas added up; a site = its personas and days added up): the
+        overview reads one such cube in one scan.
         """
         t = DeviceDayScore
         cols: list[Any] = [
@@ -149,43 +153,28 @@ class DashboardRepository:
         if by == "persona":
             cols.insert(1, t.persona)
             group.append(t.persona)
-        stmt = self._where(select(*cols), t, scope).group_by(*group).order_by(*group)
+        stmt = select(*cols)
+        if site:
+            label = func.coalesce(_tag("site"), "").label("site")
+            cols.insert(1, label)
+            group.append(label)
+            stmt = select(*cols).join(Device, Device.id == t.device_id)
+        stmt = self._where(stmt, t, scope).group_by(*group).order_by(*group)
         return [dict(r._mapping) for r in self.session.execute(stmt)]
 
-    def daily_by_tag(self, scope: Scope, tag: str) -> list[dict[str, Any]]:
-        """Per day and device tag value: scored devices, score sum, band counts, minutes."""
+    def losses(self, scope: Scope) -> tuple[dict[str, float], dict[str, float]]:
+        """In one scan: minutes lost per component (summed) and points lost per metric
+        (mean over the scored device-days) of the scope."""
         t = DeviceDayScore
-        label = func.coalesce(_tag(tag), "").label("label")
-        stmt = (
-            select(
-                t.day,
-                label,
-                func.count(t.score).label("n"),
-                func.sum(t.score).label("score_sum"),
-                func.sum(case((t.score >= GOOD_AT, 1), else_=0)).label("good"),
-                func.sum(case((t.score < FRUSTRATING_BELOW, 1), else_=0)).label("frustrating"),
-                func.sum(t.time_lost_min).label("time_lost_min"),
-            )
-            .join(Device, Device.id == t.device_id)
-            .group_by(t.day, label)
-            .order_by(t.day, label)
-        )
-        return [dict(r._mapping) for r in self.session.execute(self._where(stmt, t, scope))]
-
-    def components(self, scope: Scope) -> dict[str, float]:
-        """Minutes lost per component (boot, logon, hang, …) over the scope."""
-        t = DeviceDayScore
-        cols = [func.sum(cast(t.time_lost[c].as_float(), Float)).label(c) for c in COMPONENTS]
+        scored = t.score.is_not(None)
+        cols = [func.sum(cast(t.time_lost[c].as_float(), Float)) for c in COMPONENTS] + [
+            func.avg(case((scored, func.coalesce(t.points_lost[m].as_float(), 0.0))))
+            for m in METRICS
+        ]
         row = self.session.execute(self._where(select(*cols), t, scope)).one()
-        return {c: float(row[i] or 0.0) for i, c in enumerate(COMPONENTS)}
-
-    def points_lost(self, scope: Scope) -> dict[str, float]:
-        """Mean points lost per metric over the scored device-days of the scope."""
-        t = DeviceDayScore
-        cols = [func.avg(func.coalesce(t.points_lost[m].as_float(), 0.0)).label(m) for m in METRICS]
-        stmt = self._where(select(*cols), t, scope).where(t.score.is_not(None))
-        row = self.session.execute(stmt).one()
-        return {m: float(row[i] or 0.0) for i, m in enumerate(METRICS)}
+        minutes = {c: float(row[i] or 0.0) for i, c in enumerate(COMPONENTS)}
+        points = {m: float(row[len(COMPONENTS) + i] or 0.0) for i, m in enumerate(METRICS)}
+        return minutes, points
 
     def histogram(self, scope: Scope, day: date, width: int = 10) -> list[tuple[int, int]]:
         """(bin start, devices) of the device scores on one day, ``width``-point bins."""

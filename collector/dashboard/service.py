@@ -27,6 +27,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Final, TypeVar
 from urllib.parse import urlencode
 
@@ -456,6 +457,21 @@ class _Agg:
         return _share(self.n - self.good - self.frustrating, self.n)
 
 
+def _rollup(rows: Iterable[Mapping[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows of a finer aggregate summed up to ``keys`` (sums and counts add exactly)."""
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in rows:
+        key = tuple(r[k] for k in keys)
+        acc = out.get(key)
+        if acc is None:
+            out[key] = {k: (r[k] if k in keys else (r[k] or 0)) for k in r}
+            continue
+        for k, v in r.items():
+            if k not in keys and isinstance(v, int | float | Decimal) and not isinstance(v, bool):
+                acc[k] = (acc[k] or 0) + v
+    return [out[k] for k in sorted(out)]
+
+
 def _by_day(rows: Iterable[Mapping[str, Any]], label: str | None = None) -> dict[Any, _Agg]:
     out: dict[Any, _Agg] = defaultdict(_Agg)
     for r in rows:
@@ -614,7 +630,8 @@ def overview_page(
     repo = DashboardRepository(session)
     ctx = _context(session, identity, filters)
     scope = ctx.scope
-    daily = _cached(repo, scope, "daily", lambda: repo.daily(scope))
+    cube = _cached(repo, scope, "cube", lambda: repo.daily(scope, site=True))
+    daily = _rollup(cube, ("day", "persona"))
     fleet_days = _by_day(daily)
     persona_days = _by_day(daily, "persona")
     fleet = _Agg()
@@ -669,12 +686,10 @@ def overview_page(
             }
         )
     apps = _cached(repo, scope, "apps", lambda: repo.apps(scope))
-    components = _cached(repo, scope, "components", lambda: repo.components(scope))
-    points = _cached(repo, scope, "points", lambda: repo.points_lost(scope))
-    sites = _cached(repo, scope, "sites", lambda: repo.daily_by_tag(scope, "site"))
+    components, points = _cached(repo, scope, "losses", lambda: repo.losses(scope))
     site_totals: dict[str, _Agg] = defaultdict(_Agg)
-    for r in sites:
-        site_totals[str(r["label"]) or "(no site)"].add(r)
+    for r in cube:
+        site_totals[str(r["site"]) or "(no site)"].add(r)
     top_apps = sorted(apps, key=lambda a: -float(a["time_lost_min"] or 0))[:8]
     top_sites = sorted(site_totals.items(), key=lambda kv: -kv[1].time_lost_min)[:8]
     top_metrics = sorted(points.items(), key=lambda kv: -kv[1])[:8]
@@ -872,8 +887,7 @@ def _scope_page(
     last_day = _reference_day(by_day, scope.end)
     hist = _cached(repo, scope, "hist", lambda: repo.histogram(scope, last_day), last_day)
     apps = _cached(repo, scope, "apps", lambda: repo.apps(scope))
-    components = _cached(repo, scope, "components", lambda: repo.components(scope))
-    points = _cached(repo, scope, "points", lambda: repo.points_lost(scope))
+    components, points = _cached(repo, scope, "losses", lambda: repo.losses(scope))
     sub_ctx = replace(ctx, scope=scope)
     devices = _device_table(
         repo, sub_ctx, name="devices", title="Devices, worst first", csv_all=csv_all

@@ -208,8 +208,7 @@ class ScoresRepository:
             stmt = stmt.where(t.persona == persona)
         if device_ids is not None:
             stmt = stmt.where(t.device_id.in_(device_ids))
-        rows = self.session.execute(stmt.order_by(t.device_id, t.day))
-        return [(r[0], r[1], r[2], r[3]) for r in rows]  # type: ignore[misc]
+        return list(self.session.execute(stmt.order_by(t.device_id, t.day)))
 
     def app_days(
         self,

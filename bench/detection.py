@@ -156,7 +156,7 @@ def evaluate(
     false_alerts = []
     for alert in alerts:
         mine = {hosts.get(uuid.UUID(d)) for d in alert.affected_device_ids}
-        best, best_share = None, 0.0
+        best, best_fit = None, (0.0, 0.0)
         for inc in incidents:
             onset = _ts(inc["onset"])
             stop = _ts(inc["end"]) + timedelta(days=1) if inc.get("end") else None
@@ -164,10 +164,12 @@ def evaluate(
                 continue
             if stop is not None and alert.detected_at > stop:
                 continue
-            share = len(mine & affected[inc["id"]]) / max(len(mine), 1)
-            if share > best_share:
-                best, best_share = inc, share
-        if best is not None and best_share >= 0.5:
+            both = len(mine & affected[inc["id"]])
+            # most of the alert's devices in the incident; ties go to the tighter fit
+            fit = (both / max(len(mine), 1), both / max(len(mine | affected[inc["id"]]), 1))
+            if fit > best_fit:
+                best, best_fit = inc, fit
+        if best is not None and best_fit[0] >= 0.5:
             matched[best["id"]].append(alert)
         else:
             false_alerts.append(alert)

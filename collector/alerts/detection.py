@@ -10,9 +10,10 @@ replayed exactly; the statistics are scoring.detect's. Three detectors (docs/det
   recent window? A rate-ratio test (counts per active hour) or a Welch test of log boot
   seconds, with a strict z and a minimum effect. The change *is* the suspect, and its
   adopters are the alert's population.
-* **site cohorts** — is one site's web-app experience (probe latency score, probe failures)
-  worse than the other sites' today and than its own recent days? The suspect is the change
-  adopted by most of the affected devices just before the onset, if one explains them.
+* **site cohorts** — are one site's probes of a business web app, over the last two hours,
+  slower than the other sites' and than the same site's over the last week? The suspect is
+  the change adopted by most of the affected devices just before the onset, if one
+  explains them.
 * **device shifts** — a device's daily score series against its own robust baseline (CUSUM
   of robust z, :func:`scoring.detect.detect_series`), for slow, device-local degradation;
   and **filling disks** — a disk nearly full and still filling, reported before it slows
@@ -80,6 +81,8 @@ class DetectionSettings:
     """The recent window cohort tests compare (a recovered problem leaves it)."""
     change_lookback: timedelta = timedelta(days=14)
     site_baseline_days: int = 7
+    site_window: timedelta = timedelta(hours=2)
+    """The recent window a site's web-app probes are compared over."""
     device_min_history: int = 7
     device_h: float = 10.0
     device_k: float = 1.0
@@ -131,6 +134,8 @@ class DetectionInputs:
     events (the sparse ones)."""
     app_presence: Sequence[tuple[uuid.UUID, date, str]] = field(default_factory=list)
     """(device, day, app name) of apps present on device-days."""
+    probes: Sequence[tuple[uuid.UUID, datetime, Mapping[str, Any]]] = field(default_factory=list)
+    """(device, ts, data) of ``probe`` events of the site baseline period."""
     measures: Mapping[tuple[uuid.UUID, date], Mapping[str, Any]] = field(default_factory=dict)
     """The raw daily measures of each device-day (``device_day_scores.measures``)."""
 
@@ -454,81 +459,130 @@ def suspect_change(
 
 
 def site_cohorts(inputs: DetectionInputs, s: DetectionSettings) -> list[Candidate]:
-    """Web-app experience per site: today against the other sites and the site's own past."""
-    today = inputs.as_of.date()
-    base_start = today - timedelta(days=s.site_baseline_days)
+    """Business web apps per site over the last hours: slower than at the other sites and
+    than at the same site over the previous week (raw probe events, so within hours).
+
+    Per (site, target), on the log of successful probes' ``total_s``: Welch's z against the
+    other sites' probes of the same target in the same window, and against the site's own
+    probes of the last ``site_baseline_days`` (both at least ``z_open``, and the geometric
+    mean at least ``min_duration_ratio`` times both); or the share of failed probes, by the
+    rate-ratio test against the other sites.
+    """
+    since = inputs.as_of - s.site_window
+    base_since = inputs.as_of - timedelta(days=s.site_baseline_days)
+    now: dict[tuple[str, str], list[tuple[uuid.UUID, float]]] = defaultdict(list)
+    past: dict[tuple[str, str], list[float]] = defaultdict(list)
+    fails: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for device, ts, data in inputs.probes:
+        info = inputs.devices.get(device)
+        target = str(data.get("target", ""))
+        if info is None or info.site is None or not target:
+            continue
+        key = (info.site, target)
+        ok = bool(data.get("ok"))
+        value = data.get("total_s")
+        if ts > since:
+            fails[key][0] += 0 if ok else 1
+            fails[key][1] += 1
+        if not ok or not isinstance(value, int | float) or value <= 0:
+            continue
+        if ts > since:
+            now[key].append((device, math.log(float(value))))
+        elif ts > base_since:
+            past[key].append(math.log(float(value)))
     out: list[Candidate] = []
-    for metric in ("probe_latency", "probe_failure_rate"):
-        now: dict[str, list[tuple[uuid.UUID, float]]] = defaultdict(list)
-        past: dict[str, list[float]] = defaultdict(list)
-        for device, day, _a, _c, m, _s in inputs.day_rows:
-            info = inputs.devices.get(device)
-            value = m.get(metric)
-            if info is None or info.site is None or value is None:
-                continue
-            if day == today:
-                now[info.site].append((device, float(value)))
-            elif base_start <= day < today:
-                past[info.site].append(float(value))
-        for site in sorted(now):
-            mine = np.array([v for _, v in now[site]])
-            others = np.array([v for other, vals in now.items() if other != site for _, v in vals])
-            own = np.array(past.get(site, []))
-            if len(mine) < s.min_devices or len(others) < s.min_devices or len(own) < s.min_devices:
-                continue
-            d_peer, z_peer = (
-                float(v)
-                for v in mean_difference_test(
-                    mine.mean(),
-                    mine.var(ddof=1),
-                    len(mine),
-                    others.mean(),
-                    others.var(ddof=1),
-                    len(others),
-                )
+    for key in sorted(now):
+        site, target = key
+        mine = np.array([v for _, v in now[key]])
+        others = np.array(
+            [
+                v
+                for (o_site, o_target), vals in now.items()
+                if o_target == target and o_site != site
+                for _, v in vals
+            ]
+        )
+        own = np.array(past.get(key, []))
+        devices = {d for d, _ in now[key]}
+        if len(devices) < s.min_devices or len(others) < s.min_devices or len(own) < s.min_devices:
+            continue
+        d_peer, z_peer = (
+            float(v)
+            for v in mean_difference_test(
+                mine.mean(),
+                mine.var(ddof=1),
+                len(mine),
+                others.mean(),
+                others.var(ddof=1),
+                len(others),
             )
-            d_own, z_own = (
-                float(v)
-                for v in mean_difference_test(
-                    mine.mean(), mine.var(ddof=1), len(mine), own.mean(), own.var(ddof=1), len(own)
-                )
+        )
+        d_own, z_own = (
+            float(v)
+            for v in mean_difference_test(
+                mine.mean(), mine.var(ddof=1), len(mine), own.mean(), own.var(ddof=1), len(own)
             )
-            if any(math.isnan(x) for x in (z_peer, z_own)):
-                continue
-            drop = min(-d_peer, -d_own)
-            if not (z_peer <= -s.z_open and z_own <= -s.z_open and drop >= s.min_score_drop):
-                continue
-            affected = sorted(d for d, v in now[site] if v < float(own.mean()) - s.min_score_drop)
-            if len(affected) < s.min_devices:
-                continue
-            onset = _day_start(today)
-            out.append(
-                Candidate(
-                    kind="cohort",
-                    scope="site",
-                    scope_key=site,
-                    metric=metric,
-                    title=f"{metric.replace('_', ' ')} score -{drop:.0f} points at site {site}",
-                    onset=onset,
-                    affected=affected,
-                    baseline=float(own.mean()),
-                    current=float(mine.mean()),
-                    effect_size=drop / 10.0,
-                    z=min(z_peer, z_own),
-                    evidence={
-                        "test": "welch against other sites and the site's own past",
-                        "site": {"devices": len(mine), "mean": round(float(mine.mean()), 2)},
-                        "other_sites": {
-                            "devices": len(others),
-                            "mean": round(float(others.mean()), 2),
-                        },
-                        "own_past": {"device_days": len(own), "mean": round(float(own.mean()), 2)},
-                        "z_vs_peers": round(z_peer, 2),
-                        "z_vs_own_past": round(z_own, 2),
+        )
+        if any(math.isnan(x) for x in (z_peer, z_own)):
+            continue
+        ratio = math.exp(min(d_peer, d_own))
+        if not (z_peer >= s.z_open and z_own >= s.z_open and ratio >= s.min_duration_ratio):
+            continue
+        # "slow" = beyond the site's own usual spread (3 sigma of its log seconds) and by at
+        # least the minimum ratio: noise alone rarely gets there
+        limit = float(own.mean()) + max(math.log(s.min_duration_ratio), 3 * float(own.std()))
+        affected = sorted({d for d, v in now[key] if v > limit})
+        if len(affected) < s.min_devices:
+            continue
+        slow_times = [
+            ts
+            for d, ts, data in inputs.probes
+            if ts > since
+            and d in set(affected)
+            and str(data.get("target", "")) == target
+            and isinstance(data.get("total_s"), int | float)
+            and data["total_s"] > 0
+            and math.log(float(data["total_s"])) > limit
+        ]
+        onset = min(slow_times) if slow_times else since
+        failed, total = fails[key]
+        out.append(
+            Candidate(
+                kind="cohort",
+                scope="site",
+                scope_key=f"{site}:{target}",
+                metric="probe_latency",
+                title=f"{target} x{ratio:.1f} slower at site {site} ({len(affected)} devices)",
+                onset=onset,
+                affected=affected,
+                baseline=math.exp(float(own.mean())),
+                current=math.exp(float(mine.mean())),
+                effect_size=ratio,
+                z=min(z_peer, z_own),
+                evidence={
+                    "test": "welch on log probe seconds, against other sites and the site's past",
+                    "site": {
+                        "devices": len(devices),
+                        "probes": len(mine),
+                        "failed": failed,
+                        "geomean_s": round(math.exp(float(mine.mean())), 3),
                     },
-                    suspected_change=suspect_change(inputs, affected, onset),
-                )
+                    "other_sites": {
+                        "probes": len(others),
+                        "geomean_s": round(math.exp(float(others.mean())), 3),
+                    },
+                    "own_past": {
+                        "probes": len(own),
+                        "geomean_s": round(math.exp(float(own.mean())), 3),
+                    },
+                    "z_vs_peers": round(z_peer, 2),
+                    "z_vs_own_past": round(z_own, 2),
+                    "probe_failures": {"failed": failed, "of": total},
+                    "window_start": since.isoformat(),
+                },
+                suspected_change=suspect_change(inputs, affected, onset),
             )
+        )
     return out
 
 

@@ -87,6 +87,12 @@ def _inputs(
         app_events=repo.events(tenant_id, _EVENT_TYPES, lookback, as_of),
         app_presence=repo.app_presence(tenant_id, (as_of - s.window).date(), as_of.date()),
         measures=repo.day_measures(tenant_id, (as_of - timedelta(days=14)).date(), as_of.date()),
+        probes=[
+            (d, ts, data)
+            for d, _k, ts, data in repo.events(
+                tenant_id, ("probe",), as_of - timedelta(days=s.site_baseline_days), as_of
+            )
+        ],
     )
 
 

@@ -125,21 +125,39 @@ def test_an_os_patch_that_slows_boot_is_found() -> None:
     assert [c for c in change_cohorts(quiet, DetectionSettings()) if c.metric == "boot"] == []
 
 
-def test_a_slow_site_is_found_and_other_sites_are_not() -> None:
+def test_a_slow_site_is_found_within_hours_and_other_sites_are_not() -> None:
     site_of = {d: ("paris" if i < 10 else "nyc") for i, d in enumerate(DEVICES)}
     rng = np.random.default_rng(2)
-
-    def metrics(d: uuid.UUID, day: date) -> dict[str, Any]:
-        bad = site_of[d] == "paris" and day == TODAY
-        return {
-            "probe_latency": float(rng.normal(30 if bad else 95, 4)),
-            "probe_failure_rate": 100.0,
-        }
-
-    inputs = DetectionInputs(AS_OF, infos(site_of), rows(metrics), [], [], [])
+    onset = AS_OF - timedelta(minutes=90)
+    probes = []
+    for d in DEVICES:
+        for k in range(7 * 24):  # a probe an hour for a week, then every 20 minutes
+            ts = AS_OF - timedelta(hours=7 * 24 - k)
+            probes.append(
+                (
+                    d,
+                    ts,
+                    {
+                        "target": "crm",
+                        "ok": True,
+                        "total_s": float(rng.lognormal(np.log(0.3), 0.3)),
+                    },
+                )
+            )
+        for k in range(6):
+            ts = AS_OF - timedelta(minutes=115 - 20 * k)
+            slow = site_of[d] == "paris" and ts > onset
+            total = float(rng.lognormal(np.log(1.5 if slow else 0.3), 0.3))
+            probes.append((d, ts, {"target": "crm", "ok": True, "total_s": total}))
+    probes.sort(key=lambda p: p[1])
+    inputs = DetectionInputs(AS_OF, infos(site_of), rows(), [], [], [], probes=probes)
     found = site_cohorts(inputs, DetectionSettings())
-    assert [(c.scope, c.scope_key, c.metric) for c in found] == [("site", "paris", "probe_latency")]
+    assert [(c.scope, c.scope_key, c.metric) for c in found] == [
+        ("site", "paris:crm", "probe_latency")
+    ]
     assert len(found[0].affected) == 10 and found[0].suspected_change is None
+    assert onset - timedelta(minutes=30) <= found[0].onset <= AS_OF
+    assert found[0].effect_size > 2
 
 
 def test_a_device_sliding_down_is_found_alone() -> None:
@@ -193,7 +211,7 @@ def test_a_filling_disk_is_reported_before_it_is_full_and_a_full_steady_one_is_n
     for k, day in enumerate(days(10)):
         measures[filling, day] = {"disk_percent_max": 60.0 + max(0, k - 2) * 4.5}  # 60 -> 91.5
         measures[steady, day] = {"disk_percent_max": 95.0}
-    inputs = DetectionInputs(AS_OF, infos(), rows(), [], [], [], measures)
+    inputs = DetectionInputs(AS_OF, infos(), rows(), [], [], [], measures=measures)
     found = disk_filling(inputs, DetectionSettings())
     assert [c.scope_key for c in found] == [str(filling)]
     alert = found[0]

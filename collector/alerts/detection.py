@@ -6,10 +6,11 @@ replayed exactly; the statistics are scoring.detect's. Three detectors (docs/det
 * **change cohorts** — for every software change (app update or install, OS patch, driver)
   adopted by at least ``min_devices`` devices in the last ``change_lookback``: do its
   adopters, since adopting, crash or hang more in that app (app changes), or crash, hang or
-  boot slower (OS patches and drivers) than the devices that did not adopt it, over the same
-  recent window? A rate-ratio test (counts per active hour) or a Welch test of log boot
-  seconds, with a strict z and a minimum effect. The change *is* the suspect, and its
-  adopters are the alert's population.
+  boot slower (OS patches and drivers) than the devices that did not adopt it over the same
+  recent window, together with the adopters' own week before the change (so a change that
+  reaches the whole fleet still has a baseline)? A rate-ratio test (counts per active
+  hour) or a Welch test of log boot seconds, with a strict z and a minimum effect. The
+  change *is* the suspect, and its adopters are the alert's population.
 * **site cohorts** — are one site's probes of a business web app, over the last two hours,
   slower than the other sites' and than the same site's over the last week? The suspect is
   the change adopted by most of the affected devices just before the onset, if one
@@ -79,6 +80,8 @@ class DetectionSettings:
     """Points of Apdex score (0-100) a site's web-app score must lose."""
     window: timedelta = timedelta(days=3)
     """The recent window cohort tests compare (a recovered problem leaves it)."""
+    before_window: timedelta = timedelta(days=7)
+    """How far back an adopter's own history before the change joins the comparison."""
     change_lookback: timedelta = timedelta(days=14)
     site_baseline_days: int = 7
     site_window: timedelta = timedelta(hours=2)
@@ -251,8 +254,6 @@ def change_cohorts(inputs: DetectionInputs, s: DetectionSettings) -> list[Candid
         else:
             peers = sorted(seen - set(adopters))
             tests = [("system_crash", "system_crash_rate"), ("app_hang", "app_hang_rate")]
-        if len(peers) < s.min_devices:
-            continue
         for event_type, metric in tests:
             cand = _rate_cohort(
                 inputs, s, key, adopted, adopters, peers, start, event_type, metric, active
@@ -306,20 +307,26 @@ def _rate_cohort(
     app_change = key.change in APP_CHANGES
     count_a = count_b = 0
     hit: dict[uuid.UUID, datetime] = {}
+    peer_set = set(peers)
     for device, kind, ts, data in inputs.app_events:
-        if kind != event_type or ts <= start:
+        if kind != event_type:
             continue
         if app_change and not _matches_app(key, data):
             continue
         if device in adopter_set:
-            if ts > adopted[device]:
+            if ts > adopted[device] and ts > start:
                 count_a += 1
                 hit.setdefault(device, ts)
-        elif device in peers:
+            elif adopted[device] - s.before_window < ts <= adopted[device]:
+                count_b += 1  # the same device before the change: its own baseline
+        elif device in peer_set and ts > start:
             count_b += 1
     exp_a = sum(_exposure_h(active, d, max(start, adopted[d]), as_of) for d in adopters)
-    exp_b = sum(_exposure_h(active, d, start, as_of) for d in peers)
-    if count_a < s.min_events or exp_a <= 0 or exp_b <= 0:
+    # the comparison: peers over the window, and the adopters over the week before adopting
+    exp_b = sum(_exposure_h(active, d, start, as_of) for d in peers) + sum(
+        _exposure_h(active, d, adopted[d] - s.before_window, adopted[d]) for d in adopters
+    )
+    if count_a < max(s.min_events, 1) or exp_a <= 0 or exp_b <= 0:
         return None
     ratio, z = (float(v) for v in rate_ratio_test(count_a, exp_a, count_b, exp_b))
     if not (z >= s.z_open and ratio >= s.min_rate_ratio):
@@ -379,12 +386,14 @@ def _boot_cohort(
     peer_vals: list[float] = []
     for device, kind, ts, data in inputs.app_events:
         value = data.get("boot_duration_s")
-        if kind != "boot" or ts <= start or not isinstance(value, int | float) or value <= 0:
+        if kind != "boot" or not isinstance(value, int | float) or value <= 0:
             continue
         if device in adopted and device in inputs.devices:
-            if ts > adopted[device]:  # a boot after the change
+            if ts > adopted[device] and ts > start:  # a boot after the change
                 after[device].append(math.log(float(value)))
-        elif device in peer_set:
+            elif adopted[device] - s.before_window < ts <= adopted[device]:
+                peer_vals.append(math.log(float(value)))  # its own boots before the change
+        elif device in peer_set and ts > start:
             peer_vals.append(math.log(float(value)))
     a = np.array([v for vals in after.values() for v in vals])
     b = np.array(peer_vals)

@@ -382,6 +382,9 @@ def _context(session: Session, identity: Identity, filters: Filters) -> _Context
     end = filters.to or latest or utcnow().date()
     start = end - timedelta(days=filters.days - 1)
     scope = Scope(tenant, start, end, filters.persona, filters.group, filters.site)
+    # the filter bar's choices change with enrolments, which reach the rollups by the next
+    # scoring run: cached on the same version
+    choices = Scope(tenant, date.min, date.min)
     return _Context(
         identity=identity,
         filters=filters,
@@ -389,9 +392,9 @@ def _context(session: Session, identity: Identity, filters: Filters) -> _Context
         scope=scope,
         days=[start + timedelta(days=k) for k in range(filters.days)],
         tenants=repo.tenants(identity.tenant_id),
-        personas=repo.personas_in_use(tenant),
-        groups=repo.tag_values(tenant, "group"),
-        sites=repo.tag_values(tenant, "site"),
+        personas=_cached(repo, choices, "personas", lambda: repo.personas_in_use(tenant)),
+        groups=_cached(repo, choices, "groups", lambda: repo.tag_values(tenant, "group")),
+        sites=_cached(repo, choices, "sites", lambda: repo.tag_values(tenant, "site")),
         scored=latest is not None,
     )
 

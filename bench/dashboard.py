@@ -369,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
                 loaded = _reused(conn)
         else:
             loaded = _create(url, args)
-        log = open(REPO / "bench" / "dashboard-collector.log", "wb")  # noqa: SIM115
+        (REPO / "bench" / "results").mkdir(exist_ok=True)
+        log = open(REPO / "bench" / "results" / "dashboard-collector.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [
                 sys.executable,

@@ -37,7 +37,7 @@ from collector.personas.schemas import (
     PersonaList,
     PersonaOut,
 )
-from collector.tenants.repository import TenantRepository
+from collector.tenants.service import target_tenant
 
 __all__ = [
     "SCORED_METRICS",
@@ -302,23 +302,6 @@ def parse_persona(body: bytes) -> PersonaIn:
     return request
 
 
-def _target_tenant(session: Session, identity: Identity, requested: uuid.UUID | None) -> uuid.UUID:
-    """The tenant a persona is written to (the caller's own, or the one an MSP names)."""
-    if identity.tenant_id is not None:
-        if requested is not None and requested != identity.tenant_id:
-            raise Forbidden(
-                "this caller may only define personas in its own tenant",
-                code="other_tenant",
-                field="tenant_id",
-            )
-        return identity.tenant_id
-    if requested is None:
-        raise _invalid("tenant_id", "required for a caller not bound to a tenant")
-    if TenantRepository(session).get(requested) is None:
-        raise _invalid("tenant_id", f"no tenant {requested}", code="unknown_tenant")
-    return requested
-
-
 def _definition(request: PersonaIn) -> dict[str, Any]:
     """The overrides to store: only what was given (no empty maps, no nulls)."""
     dumped = request.definition.model_dump(mode="json", exclude_none=True)
@@ -334,7 +317,7 @@ def save_persona(session: Session, identity: Identity, body: bytes) -> tuple[Per
     in the same transaction.
     """
     request = parse_persona(body)
-    tenant_id = _target_tenant(session, identity, request.tenant_id)
+    tenant_id = target_tenant(session, identity, request.tenant_id, "define personas")
     builtins = builtin_personas()
     if request.name in builtins:
         if request.base is not None and request.base != request.name:

@@ -39,7 +39,7 @@ from collector.surveys.schemas import (
     ScoreSummary,
     TrendPoint,
 )
-from collector.tenants.repository import TenantRepository
+from collector.tenants.service import target_tenant
 
 __all__ = [
     "MIN_N_FOR_CI",
@@ -98,27 +98,6 @@ def _parse(body: bytes) -> CampaignIn:
         raise UnprocessableEntity(message, field=field) from exc
 
 
-def _target_tenant(session: Session, identity: Identity, requested: uuid.UUID | None) -> uuid.UUID:
-    """The tenant a new campaign belongs to (the caller's own, or the one an MSP names)."""
-    if identity.tenant_id is not None:
-        if requested is not None and requested != identity.tenant_id:
-            raise Forbidden(
-                "this caller may only create campaigns in its own tenant",
-                code="other_tenant",
-                field="tenant_id",
-            )
-        return identity.tenant_id
-    if requested is None:
-        raise UnprocessableEntity(
-            "tenant_id: required for a caller not bound to a tenant", field="tenant_id"
-        )
-    if TenantRepository(session).get(requested) is None:
-        raise UnprocessableEntity(
-            f"tenant_id: no tenant {requested}", code="unknown_tenant", field="tenant_id"
-        )
-    return requested
-
-
 def _out(row: SurveyCampaign) -> CampaignOut:
     return CampaignOut(
         id=row.id,
@@ -146,7 +125,7 @@ def create_campaign(session: Session, identity: Identity, body: bytes) -> Campai
     if identity.role not in _EDITORS:
         raise Forbidden("creating campaigns needs the admin or analyst role", code="role_required")
     request = _parse(body)
-    tenant_id = _target_tenant(session, identity, request.tenant_id)
+    tenant_id = target_tenant(session, identity, request.tenant_id, "create campaigns")
     campaign_id = request.id or str(uuid.uuid4())
     repo = SurveyRepository(session)
     taken = Conflict(

@@ -8,12 +8,13 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from collector.errors import Conflict, UnprocessableEntity
+from collector.errors import Conflict, Forbidden, UnprocessableEntity
+from collector.identity.roles import Identity
 from collector.security import ENROLLMENT_TOKEN_PREFIX, hash_token, new_token
 from collector.tenants.models import EnrollmentToken, Tenant
 from collector.tenants.repository import TenantRepository
 
-__all__ = ["CreatedTenant", "create_enrollment_token", "create_tenant"]
+__all__ = ["CreatedTenant", "create_enrollment_token", "create_tenant", "target_tenant"]
 
 
 @dataclass(frozen=True)
@@ -47,3 +48,31 @@ def create_enrollment_token(
         EnrollmentToken(tenant_id=tenant_id, token_hash=hash_token(token), expires_at=expires_at)
     )
     return token
+
+
+def target_tenant(
+    session: Session, identity: Identity, requested: uuid.UUID | None, action: str
+) -> uuid.UUID:
+    """The tenant a write goes to: the caller's own, or the one an MSP-wide caller names.
+
+    A tenant-bound caller naming another tenant gets 403 ``other_tenant``; an MSP-wide
+    caller must name an existing tenant (422 on ``tenant_id``). ``action`` completes the
+    refusal, e.g. "create campaigns".
+    """
+    if identity.tenant_id is not None:
+        if requested is not None and requested != identity.tenant_id:
+            raise Forbidden(
+                f"this caller may only {action} in its own tenant",
+                code="other_tenant",
+                field="tenant_id",
+            )
+        return identity.tenant_id
+    if requested is None:
+        raise UnprocessableEntity(
+            "tenant_id: required for a caller not bound to a tenant", field="tenant_id"
+        )
+    if TenantRepository(session).get(requested) is None:
+        raise UnprocessableEntity(
+            f"tenant_id: no tenant {requested}", code="unknown_tenant", field="tenant_id"
+        )
+    return requested

@@ -34,6 +34,7 @@ from collector.db import utcnow
 from collector.errors import Forbidden, UnprocessableEntity, loc_to_field
 from collector.identity.roles import Identity, Role
 from collector.tenants.repository import TenantRepository
+from collector.tenants.service import target_tenant
 from collector.tickets.models import Ticket
 from collector.tickets.repository import AlertWindowRow, DeviceHostRow, TicketRepository
 from collector.tickets.schemas import (
@@ -296,24 +297,7 @@ def _target_tenant(
             "tenant_id: the query parameter and the body name different tenants",
             field="tenant_id",
         )
-    requested = query or field
-    if identity.tenant_id is not None:
-        if requested is not None and requested != identity.tenant_id:
-            raise Forbidden(
-                "this caller may only import tickets into its own tenant",
-                code="other_tenant",
-                field="tenant_id",
-            )
-        return identity.tenant_id
-    if requested is None:
-        raise UnprocessableEntity(
-            "tenant_id: required for a caller not bound to a tenant", field="tenant_id"
-        )
-    if TenantRepository(session).get(requested) is None:
-        raise UnprocessableEntity(
-            f"tenant_id: no tenant {requested}", code="unknown_tenant", field="tenant_id"
-        )
-    return requested
+    return target_tenant(session, identity, query or field, "import tickets")
 
 
 def _check_role(identity: Identity) -> None:

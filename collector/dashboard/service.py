@@ -963,10 +963,12 @@ def _scope_page(
         if enough
         else None,
         "hist_chart": charts.histogram(
-            [(float(b), float(b + 10), n) for b, n in hist],
+            [(float(b), float(b + 10), dict(hist).get(b, 0)) for b in range(0, 100, 10)],
             title=f"Distribution of device scores on {last_day:%b %d}",
             x_label="device score",
             unit="0\u2013100",
+            width=560,
+            height=300,
         )
         if enough
         else None,

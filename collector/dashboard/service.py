@@ -534,6 +534,12 @@ def _reference_day(by_day: Mapping[date, Any], end: date) -> date:
     return complete[-1] if complete else days[-1]
 
 
+def _upto(values: Sequence[float | None], days: Sequence[date], day: date) -> list[float | None]:
+    """The values of ``days`` up to and including ``day`` (a trend stops at the reference
+    day: today's half-scored figure is not a change)."""
+    return [v for d, v in zip(days, values, strict=True) if d <= day]
+
+
 def _trend(values: Sequence[float | None]) -> float | None:
     """Last value minus the first (points), over the values present."""
     present = [v for v in values if v is not None]
@@ -666,7 +672,7 @@ def overview_page(
                 "href": href,
                 "enough": total.enough,
                 "score": total.score,
-                "trend": _trend(series),
+                "trend": _trend(_upto(series, ctx.days, ref)),
                 "sparkline": charts.sparkline(
                     series, label=f"{name}: daily score (0\u2013100)", unit=""
                 ),
@@ -681,7 +687,7 @@ def overview_page(
                 "href": href,
                 "devices": latest.n,
                 "score": total.score,
-                "trend": _trend(series),
+                "trend": _trend(_upto(series, ctx.days, ref)),
                 "share_good": latest.share_good,
                 "share_tolerating": latest.share_tolerating,
                 "share_frustrating": latest.share_frustrating,
@@ -767,7 +773,7 @@ def overview_page(
         "fleet": {
             "score": fleet.score,
             "enough": fleet.enough,
-            "trend": _trend(fleet_series),
+            "trend": _trend(_upto(fleet_series, ctx.days, ref)),
             "devices": last.n if last else 0,
             "day": ref,
             "share_frustrating": last.share_frustrating if last else None,
@@ -954,7 +960,7 @@ def _scope_page(
         "enough": enough,
         "score": total.score,
         "subs": {s: total.sub(s) for s in SUBSCORES},
-        "trend": _trend(_daily_series(by_day, ctx.days)),
+        "trend": _trend(_upto(_daily_series(by_day, ctx.days), ctx.days, last_day)),
         "devices_scored": by_day[last_day].n if last_day in by_day else 0,
         "time_lost_min": total.time_lost_min,
         "score_chart": _score_chart(

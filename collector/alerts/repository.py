@@ -105,6 +105,18 @@ class AlertRepository:
             )
         )
 
+    def resolved_after(self, tenant_id: uuid.UUID, when: datetime) -> list[Alert]:
+        """Alerts of the tenant resolved after ``when`` (a replay to an earlier as-of)."""
+        return list(
+            self.session.scalars(
+                select(Alert).where(
+                    Alert.tenant_id == tenant_id,
+                    Alert.status == "resolved",
+                    Alert.resolved_at > when,
+                )
+            )
+        )
+
     def add(self, alert: Alert) -> None:
         """Stage a new alert."""
         self.session.add(alert)

@@ -168,12 +168,10 @@ def detect_tenant(
 
 def _reopened(session: Session, tenant_id: uuid.UUID, as_of: datetime) -> list[Alert]:
     """Alerts resolved after ``as_of`` (a replay to an earlier time): active again."""
-    out = []
-    for alert in AlertRepository(session).list(tenant_id, "resolved", limit=10_000, offset=0):
-        if alert.resolved_at is not None and alert.resolved_at > as_of:
-            alert.status = "acknowledged" if alert.acknowledged_at else "open"
-            alert.resolved_at = None
-            out.append(alert)
+    out = AlertRepository(session).resolved_after(tenant_id, as_of)
+    for alert in out:
+        alert.status = "acknowledged" if alert.acknowledged_at else "open"
+        alert.resolved_at = None
     return out
 
 

@@ -150,7 +150,13 @@ def evaluate(
     hosts: dict[Any, str],
     device_days: int,
 ) -> dict[str, Any]:
-    """Match alerts to incidents and compute the figures of the detection issue."""
+    """Match alerts to incidents and compute the figures of the detection issue.
+
+    An alert belongs to the incident holding most of its affected devices (at least half;
+    ties go to the tighter fit), detected from an hour before the onset to a day after the
+    end, and — when both name a software change — only if it is the same change. Alerts
+    that belong to no incident are false alerts.
+    """
     affected = {inc["id"]: {d["hostname"] for d in inc["affected_devices"]} for inc in incidents}
     matched: dict[str, list[Any]] = defaultdict(list)
     false_alerts = []
@@ -163,6 +169,10 @@ def evaluate(
             if alert.detected_at < onset - timedelta(hours=1):
                 continue
             if stop is not None and alert.detected_at > stop:
+                continue
+            # an alert naming a change belongs only to the incident of that change
+            named = alert.suspected_change and inc.get("change")
+            if named and not _change_matches(alert.suspected_change, inc["change"]):
                 continue
             both = len(mine & affected[inc["id"]])
             # most of the alert's devices in the incident; ties go to the tighter fit

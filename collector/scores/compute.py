@@ -292,7 +292,32 @@ def _measures(
             with np.errstate(invalid="ignore", divide="ignore"):
                 share = np.where(active > 0, total / active, np.nan)
         out[name] = share
+    answers, mean = _day_answers(inputs, n)
+    out["survey_answers"] = np.where(answers > 0, answers, np.nan)
+    out["survey_mean_100"] = mean
     return out
+
+
+def _day_answers(
+    inputs: DeviceDayInputs, n: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per device-day: survey answers given that very day, and their mean on 0-100.
+
+    Unlike the sentiment sub-score (which carries answers forward for weeks), these count
+    only the day's own answers, so a period's sentiment can be summed from the rollups
+    without borrowing from the period before.
+    """
+    day = np.floor(np.asarray(inputs.survey_t_days, dtype=np.float64)).astype(np.intp)
+    value = np.asarray(inputs.survey_value_100, dtype=np.float64)
+    outcome = np.asarray(inputs.survey_outcome, dtype=np.intp)
+    ok = (outcome == _OUTCOME_INDEX["answered"]) & ~np.isnan(value)
+    ok &= (day >= 0) & (day < inputs.n_days)
+    g = np.asarray(inputs.survey_device, dtype=np.intp)[ok] * inputs.n_days + day[ok]
+    count = np.bincount(g, minlength=n).astype(np.float64)
+    total = np.bincount(g, weights=value[ok], minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, total / np.maximum(count, 1.0), np.nan)
+    return count, np.asarray(mean, dtype=np.float64)
 
 
 def score_block(

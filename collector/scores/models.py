@@ -44,7 +44,8 @@ class DeviceDayScore(Base):
     counts: Mapped[dict[str, Any]] = mapped_column(JSONType)
     measures: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict, server_default="{}")
     """Raw daily measures beside the scores: median boot and sign-in seconds, pressure
-    shares, the highest disk use (null where not measured)."""
+    shares, the highest disk use, and the survey answers given that day with their mean on
+    0-100 (``survey_answers``, ``survey_mean_100``; null where not measured)."""
     scoring_version: Mapped[int]
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

@@ -12,7 +12,8 @@ Output in ``--out DIR``:
 - ``incidents.json``: the ground truth of the injected incidents (:mod:`scoring.incidents`;
   ``[]`` for a healthy fleet);
 - ``tickets.csv``: service-desk tickets
-  (``external_id,opened_at,device_hostname,user,category,summary,incident_id``): background
+  (``external_id,opened_at,device_hostname,user,category,summary,incident_id,resolved_at,
+  first_contact_resolution``): background
   tickets (empty ``incident_id``) and those the users hit by an incident raised.
 
 ``--incidents auto`` (the default) plans incidents with
@@ -342,6 +343,9 @@ def _generate(
     )
     for n, ticket in enumerate(tickets, start=1):
         ticket["external_id"] = f"SIM-{n:06d}"
+    from scoring.simulate import ticket_outcomes
+
+    tickets = ticket_outcomes(tickets, config.seed)
     by_type: dict[str, int] = {}
     for part in parts:
         for key, value in part["by_type"].items():
@@ -354,9 +358,13 @@ def _generate(
         (out / "devices.json").write_text(json.dumps(truth, indent=2) + "\n")
         (out / "incidents.json").write_text(json.dumps(truth_incidents, indent=2) + "\n")
         with (out / "tickets.csv").open("w", newline="") as handle:
-            from scoring.simulate import TICKET_FIELDS
+            from scoring.simulate import TICKET_FIELDS, TICKET_OUTCOME_FIELDS
 
-            writer = csv.DictWriter(handle, fieldnames=list(TICKET_FIELDS), lineterminator="\n")
+            writer = csv.DictWriter(
+                handle,
+                fieldnames=[*TICKET_FIELDS, *TICKET_OUTCOME_FIELDS],
+                lineterminator="\n",
+            )
             writer.writeheader()
             writer.writerows(tickets)
     except OSError as exc:

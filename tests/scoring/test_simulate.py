@@ -20,6 +20,7 @@ from collector.ingest.schemas import BATCH
 from scoring.simulate import (
     PERSONAS,
     TICKET_FIELDS,
+    TICKET_OUTCOME_FIELDS,
     DeviceOutput,
     SimConfig,
     SimDevice,
@@ -319,7 +320,7 @@ def test_cli_writes_the_four_outputs_deterministically(tmp_path: Path) -> None:
     assert len(devices) == 5 and {"id", "hostname", "persona", "site", "apps"} <= set(devices[0])
     assert json.loads((out / "incidents.json").read_text()) == []
     with (out / "tickets.csv").open() as handle:
-        assert next(csv.reader(handle)) == list(TICKET_FIELDS)
+        assert next(csv.reader(handle)) == [*TICKET_FIELDS, *TICKET_OUTCOME_FIELDS]
     events = 0
     for path in batches:
         batch = BATCH.validate_json(gzip.decompress(path.read_bytes()))

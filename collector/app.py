@@ -26,6 +26,7 @@ from collector.scores.router import router as scores_router
 from collector.settings import Settings
 from collector.surveys.router import router as surveys_router
 from collector.tickets.router import router as tickets_router
+from collector.xlas.router import router as xlas_router
 from dexscope import __version__
 
 __all__ = ["create_app"]
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(alerts_router)
     app.include_router(tickets_router)
     app.include_router(notifications_router)
+    app.include_router(xlas_router)
     app.include_router(dashboard_router)
 
     @app.middleware("http")

@@ -23,6 +23,7 @@ from collector.ingest.repository import IngestRepository
 from collector.notifications.delivery import run_notify
 from collector.scores.service import run_scoring
 from collector.settings import Settings
+from collector.xlas.service import run_xla
 
 __all__ = ["JOBS", "Job", "retention", "run_forever", "run_once"]
 
@@ -52,6 +53,7 @@ def retention(session: Session, settings: Settings, as_of: datetime) -> dict[str
 JOBS: dict[str, Job] = {
     "scores": run_scoring,
     "detect": run_detection,
+    "xla": run_xla,
     "retention": retention,
     "notify": run_notify,
 }

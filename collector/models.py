@@ -11,6 +11,7 @@ from collector.scores.models import DeviceAppDay, DeviceDayScore, ScoringWaterma
 from collector.surveys.models import SurveyCampaign
 from collector.tenants.models import EnrollmentToken, Tenant
 from collector.tickets.models import Ticket
+from collector.xlas.models import XlaDefinition, XlaDefinitionVersion, XlaEvaluation
 
 __all__ = [
     "Alert",
@@ -32,4 +33,7 @@ __all__ = [
     "User",
     "UserSession",
     "Webhook",
+    "XlaDefinition",
+    "XlaDefinitionVersion",
+    "XlaEvaluation",
 ]

@@ -10,12 +10,13 @@ import json
 import os
 import sys
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-__all__ = ["open_database", "register_admin", "register_collector"]
+__all__ = ["open_database", "register_admin", "register_collector", "register_report"]
 
 
 def _add_database_url(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +76,19 @@ def register_admin(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_create_user)
+
+    p = sub.add_parser(
+        "import-xlas",
+        help="create or version XLA definitions from a YAML, TOML or JSON file",
+        description="Definitions as code: a file with `xlas: [...]` (YAML/JSON) or "
+        "`[[xlas]]` tables (TOML). A definition equal to its current version is left "
+        "unchanged; any other change adds a version. All or nothing.",
+    )
+    p.add_argument("file", help="the definitions file (.yaml, .yml, .toml or .json)")
+    _add_database_url(p)
+    p.add_argument("--tenant", default=None, help="tenant of definitions that name none")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_import_xlas)
 
 
 def _settings(database_url: str | None) -> Any:
@@ -259,4 +273,92 @@ def _create_user(args: argparse.Namespace) -> int:
     _print(
         args, {"user_id": str(user_id), "email": args.email.lower()}, f"user {args.email} created"
     )
+    return 0
+
+
+def register_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``report xla``."""
+    p = sub.add_parser(
+        "xla",
+        help="a tenant's XLA report of one period",
+        description="The MSP's client report: every XLA of the tenant over one month "
+        "(YYYY-MM) or ISO week (YYYY-Www), with coverage, SLA beside XLA, trend and "
+        "proactive figures. Regenerating a past period gives the same figures.",
+    )
+    _add_database_url(p)
+    p.add_argument("--tenant", required=True, help="the tenant id")
+    p.add_argument("--period", required=True, help="YYYY-MM (or YYYY-Www for weekly XLAs)")
+    p.add_argument("--format", required=True, choices=["html", "pdf", "csv", "json"])
+    p.add_argument("--out", required=True, help="the file to write ('-' for stdout)")
+    p.set_defaults(func=_report_xla)
+
+
+def _cli_identity() -> Any:
+    from collector.identity.roles import Identity, Role
+
+    return Identity(kind="cli", subject_id=uuid.UUID(int=0), role=Role.ADMIN, tenant_id=None)
+
+
+def _import_xlas(args: argparse.Namespace) -> int:
+    from collector.xlas.service import parse_definitions, save_definitions
+    from dexscope.cli import CliError
+
+    path = Path(args.file)
+    fmt = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".json": "json"}.get(
+        path.suffix.lower()
+    )
+    if fmt is None:
+        raise CliError(f"{path}: use a .yaml, .yml, .toml or .json file")
+    try:
+        body = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from exc
+    tenant = _parse_tenant(args.tenant)
+
+    def action(session: Any) -> Any:
+        items = parse_definitions(body, fmt)
+        if tenant is not None:
+            items = [
+                i if i.tenant_id else i.model_copy(update={"tenant_id": tenant}) for i in items
+            ]
+        return save_definitions(session, _cli_identity(), items)
+
+    saved = _admin_call(args, action)
+    payload = {
+        "created": saved.created,
+        "versioned": saved.versioned,
+        "unchanged": saved.unchanged,
+        "xlas": [{"id": str(x.id), "name": x.name, "version": x.version} for x in saved.items],
+    }
+    lines = [f"{x.name}: version {x.version} ({x.id})" for x in saved.items]
+    summary = f"{saved.created} created, {saved.versioned} versioned, {saved.unchanged} unchanged"
+    _print(args, payload, "\n".join([*lines, summary]))
+    return 0
+
+
+def _report_xla(args: argparse.Namespace) -> int:
+    from collector.reports.pdf import PdfRenderError
+    from collector.reports.xla import build_report, render
+    from dexscope.cli import CliError
+
+    tenant = _parse_tenant(args.tenant)
+    assert tenant is not None
+
+    def action(session: Any) -> bytes:
+        report = build_report(session, tenant, args.period)
+        return render(report, args.format)
+
+    try:
+        body = _admin_call(args, action)
+    except PdfRenderError as exc:
+        raise CliError(str(exc)) from exc
+    if args.out == "-":
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+    else:
+        try:
+            Path(args.out).write_bytes(body)
+        except OSError as exc:
+            raise CliError(f"cannot write {args.out}: {exc.strerror}") from exc
+        print(f"wrote {args.out} ({len(body):,} bytes)", file=sys.stderr)
     return 0

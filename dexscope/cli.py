@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     admin_parser = groups.add_parser("admin", help="tenants, API keys and users")
     collector.cli.register_admin(admin_parser.add_subparsers(dest="admin_command", required=True))
 
+    report_parser = groups.add_parser("report", help="client reports (XLA)")
+    collector.cli.register_report(
+        report_parser.add_subparsers(dest="report_command", required=True)
+    )
+
     dexscope.demo.register(groups)
     dexscope.simulate_cli.register(groups)
     return parser

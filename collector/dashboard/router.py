@@ -269,6 +269,30 @@ def surveys(request: Request, session: SessionDep) -> Response:
     )
 
 
+@router.get("/xlas", response_class=HTMLResponse)
+def xlas(request: Request, session: SessionDep) -> Response:
+    """XLA definitions with their latest evaluation and report downloads."""
+    return _page(
+        request,
+        session,
+        "xlas.html",
+        lambda i, f, c: service.xlas_page(session, i, f),
+        "xlas",
+    )
+
+
+@router.get("/msp", response_class=HTMLResponse)
+def msp(request: Request, session: SessionDep) -> Response:
+    """All tenants side by side (MSP staff only)."""
+    return _page(
+        request,
+        session,
+        "msp.html",
+        lambda i, f, c: service.msp_page(session, i, f),
+        "msp",
+    )
+
+
 def _safe_next(value: str | None) -> str:
     if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
         return value

@@ -37,7 +37,7 @@ from collector import charts
 from collector.alerts import service as alerts_service
 from collector.dashboard.repository import DEVICE_SORTS, DashboardRepository, Scope
 from collector.db import utcnow
-from collector.errors import NotFound, UnprocessableEntity
+from collector.errors import Forbidden, NotFound, UnprocessableEntity
 from collector.identity.roles import Identity, Role
 from collector.personas.service import builtin_personas, personas_for_tenant
 from collector.scores.service import explain
@@ -60,6 +60,7 @@ __all__ = [
     "device_page",
     "devices_page",
     "group_page",
+    "msp_page",
     "overview_page",
     "parse_filters",
     "persona_page",
@@ -67,6 +68,7 @@ __all__ = [
     "surveys_page",
     "table_csv",
     "verify_csrf",
+    "xlas_page",
 ]
 
 PERIODS: Final = (7, 14, 30)
@@ -1681,3 +1683,162 @@ def verify_csrf(session_secret: str, server_key: str, token: str | None) -> bool
     if not token:
         return False
     return hmac.compare_digest(csrf_token(session_secret, server_key), token)
+
+
+# -- XLAs and the MSP overview ---------------------------------------------------------------
+
+
+def _xla_row(definition: Any, evaluation: Any, tenant_name: str | None) -> dict[str, Any]:
+    figures = evaluation.figures if evaluation is not None else {}
+    coverage = figures.get("coverage", {})
+    target = figures.get("target") or {}
+    share = target.get("share_of_devices_pct")
+    goal = (
+        f"{target.get('comparison', '')} {target.get('value', '')}"
+        + (f" for {share:g} % of devices" if share is not None else " (mean)")
+        if target
+        else None
+    )
+    return {
+        "xla": definition.name,
+        "xla_id": str(definition.id),
+        "tenant": tenant_name,
+        "tenant_id": str(definition.tenant_id),
+        "period": evaluation.period if evaluation else None,
+        "status": evaluation.status.replace("_", " ") if evaluation else "not evaluated yet",
+        "value": evaluation.value if evaluation else None,
+        "target": goal,
+        "margin": evaluation.margin if evaluation else None,
+        "devices": coverage.get("devices_counted"),
+        "coverage": (coverage.get("coverage_pct") or 0) / 100 if coverage else None,
+        "sla": (figures.get("sla") or {}).get("status", "").replace("_", " ") or None,
+        "view": (figures.get("watermelon") or "").replace("_", " ") or None,
+        "version": definition.version,
+    }
+
+
+def xlas_page(session: Session, identity: Identity, filters: Filters) -> dict[str, Any]:
+    """The XLAs of the tenant in view: latest status, trend chart, report downloads."""
+    from collector.xlas.repository import XlaRepository
+
+    ctx = _context(session, identity, filters)
+    repo = XlaRepository(session)
+    names = dict(ctx.tenants)
+    rows, details = [], []
+    for definition in repo.for_tenant(ctx.tenant):
+        history = list(reversed(repo.evaluations(definition.id, limit=12)))
+        latest = history[-1] if history else None
+        row = _xla_row(definition, latest, names.get(definition.tenant_id))
+        rows.append(row)
+        chart = (
+            charts.line_chart(
+                [e.period for e in history],
+                [charts.Series("result", [e.value for e in history])],
+                title=f"{definition.name}: result by period",
+                y_label="result",
+                x_label="period",
+                y_min=0,
+                width=640,
+                height=240,
+            )
+            if len(history) > 1
+            else None
+        )
+        reports = (
+            {
+                fmt: "/api/v1/reports/xla?"
+                + urlencode(
+                    {"tenant": str(definition.tenant_id), "period": latest.period, "format": fmt}
+                )
+                for fmt in ("html", "pdf", "csv", "json")
+            }
+            if latest is not None
+            else {}
+        )
+        details.append({"row": row, "chart": chart, "evaluation": latest, "reports": reports})
+    table = _table(
+        "xlas",
+        "XLAs",
+        [
+            Column("xla", "XLA"),
+            Column("tenant", "Tenant"),
+            Column("period", "Period"),
+            Column("status", "Status"),
+            Column("value", "Result", "score"),
+            Column("target", "Target"),
+            Column("margin", "Margin", "delta"),
+            Column("devices", "Devices counted", "int"),
+            Column("coverage", "Coverage (%)", "pct"),
+            Column("sla", "SLA"),
+            Column("view", "SLA vs XLA"),
+        ],
+        rows,
+        ctx.filters,
+        default_sort="xla",
+        default_desc=False,
+        empty="No XLA is defined: POST definitions to /api/v1/xlas or run "
+        "`dexscope admin import-xlas FILE`.",
+    )
+    return {**ctx.base(), "page_title": "XLAs", "tables": {"xlas": table}, "details": details}
+
+
+def msp_page(session: Session, identity: Identity, filters: Filters) -> dict[str, Any]:
+    """Every tenant side by side (MSP staff only): XLA statuses, watermelons, open alerts."""
+    from collector.xlas.service import msp_overview
+
+    if identity.tenant_id is not None:
+        raise Forbidden("the MSP overview is for the MSP's own staff")
+    ctx = _context(session, identity, replace(filters, tenant=None))
+    overview = msp_overview(session, utcnow())
+    rows: list[dict[str, Any]] = []
+    for t in overview.tenants:
+        trend = [
+            e.figures.get("trend", {}).get("delta")
+            for e in t.evaluations
+            if e.figures.get("trend", {}).get("delta") is not None
+        ]
+        rows.append(
+            {
+                "tenant": t.tenant_name,
+                "tenant_link": "/xlas?" + urlencode({"tenant": str(t.tenant_id)}),
+                "devices": t.devices,
+                "xlas": t.xlas,
+                "met": t.met,
+                "missed": t.missed,
+                "insufficient": t.insufficient,
+                "watermelons": t.watermelons,
+                "trend": sum(trend) / len(trend) if trend else None,
+                "open_alerts": t.open_alerts,
+                "alerts_link": "/alerts?" + urlencode({"tenant": str(t.tenant_id)}),
+            }
+        )
+    table = _table(
+        "tenants",
+        "Tenants",
+        [
+            Column("tenant", "Tenant", link="tenant_link"),
+            Column("devices", "Devices", "int"),
+            Column("xlas", "XLAs", "int"),
+            Column("met", "Met", "int"),
+            Column("missed", "Missed", "int"),
+            Column("insufficient", "Not enough data", "int"),
+            Column("watermelons", "Watermelons", "int"),
+            Column("trend", "Mean change vs previous period", "delta"),
+            Column("open_alerts", "Open alerts", "int", link="alerts_link"),
+        ],
+        rows,
+        ctx.filters,
+        default_sort="missed",
+        default_desc=True,
+        empty="No tenant yet.",
+    )
+    bars = (
+        charts.hbar_chart(
+            [(t.tenant_name, float(t.missed)) for t in overview.tenants if t.xlas][:20],
+            title="XLAs missed per tenant (latest period)",
+            unit="XLAs",
+        )
+        if any(r["xlas"] for r in rows)
+        else None
+    )
+    return {**ctx.base(), "page_title": "MSP overview", "tables": {"tenants": table}, "chart": bars}

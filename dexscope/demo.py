@@ -5,7 +5,13 @@ It starts real processes — ``dexscope collector serve``, ``dexscope agent run`
 loads a simulated fleet through the public API on the first run (``dexscope simulate``:
 ``--devices`` devices over the last ``--days`` days; ``--devices 0`` for none), prints the
 URL and the login, and stops everything cleanly on Ctrl-C. The collector's jobs (scoring,
-retention) run every minute.
+XLA evaluation, retention) run once before the URLs are printed, then every minute.
+
+Once the fleet is scored, the demo tenant gets the example XLAs shipped with the package
+(``dexscope/examples/xlas.yaml``, imported with ``dexscope admin import-xlas`` on every start:
+unchanged ones stay as they are), and the demo writes their client report of the month
+holding most of the fleet's days as a PDF into the data directory (``dexscope report xla``,
+which evaluates that month; a one-line note instead when Chromium is missing).
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -57,7 +65,12 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _dexscope(*args: str) -> list[str]:
-    return [sys.executable, "-m", "dexscope.cli", *args]
+    """The command line of a ``dexscope`` command run by this interpreter.
+
+    ``-m dexscope`` (not ``-m dexscope.cli``, which would load the CLI module twice, as
+    ``__main__`` too, so its errors would end in a traceback instead of one line).
+    """
+    return [sys.executable, "-m", "dexscope", *args]
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
@@ -137,6 +150,132 @@ def _load_fleet(
         return
     state["fleet"] = {"devices": args.devices, "days": args.days, "end": end.isoformat()}
     state_path.write_text(json.dumps(state))
+
+
+def _run_jobs(db_url: str, env: dict[str, str], log_dir: Path, console: Console) -> None:
+    """Run the collector's jobs once (scoring, detection, XLA evaluation, …), in the foreground.
+
+    Their output goes to the jobs log. A failing job is reported and the demo goes on: the
+    jobs run again every minute.
+    """
+    from rich.markup import escape
+
+    result = subprocess.run(
+        _dexscope("collector", "jobs", "--once", "--database-url", db_url),
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    with (log_dir / "jobs.log").open("a") as log:
+        log.write(result.stdout + result.stderr)
+    if result.returncode != 0:
+        console.print(
+            f"[yellow]the collector's jobs failed: {escape(_last_line(result.stderr))}[/]",
+            soft_wrap=True,
+        )
+
+
+def _last_line(text: str) -> str:
+    """The last non-empty line of a command's output (its one-line error, without the
+    ``error:`` prefix)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1].removeprefix("error: ") if lines else "no output"
+
+
+def _import_xlas(tenant_id: str, db_url: str, env: dict[str, str], console: Console) -> bool:
+    """Import the example XLAs shipped with the package for the demo tenant.
+
+    Importing again is harmless (unchanged definitions stay as they are; a changed example
+    becomes a new version). Returns whether the import succeeded.
+    """
+    from rich.markup import escape
+
+    source = resources.files("dexscope") / "examples" / "xlas.yaml"
+    with resources.as_file(source) as path:
+        result = subprocess.run(
+            _dexscope(
+                "admin",
+                "import-xlas",
+                str(path),
+                "--tenant",
+                tenant_id,
+                "--database-url",
+                db_url,
+                "--json",
+            ),
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+    if result.returncode != 0:
+        console.print(
+            "[yellow]the example XLAs could not be imported: "
+            f"{escape(_last_line(result.stderr))}[/]",
+            soft_wrap=True,
+        )
+        return False
+    saved = json.loads(result.stdout)
+    console.print(
+        f"XLAs: {len(saved['xlas'])} example XLAs for the demo tenant "
+        f"({saved['created']} created, {saved['versioned']} versioned, "
+        f"{saved['unchanged']} unchanged)"
+    )
+    return True
+
+
+def _report_period(state: dict[str, Any]) -> str:
+    """The month (``YYYY-MM``) holding most days of the demo's fleet (the later one on a tie);
+    the current month without a fleet."""
+    fleet = state.get("fleet")
+    if fleet is None:
+        return datetime.now(UTC).strftime("%Y-%m")
+    end = datetime.fromisoformat(fleet["end"]).date()
+    days: dict[str, int] = {}
+    for offset in range(int(fleet["days"])):
+        day: date = end - timedelta(days=offset)
+        label = day.strftime("%Y-%m")
+        days[label] = days.get(label, 0) + 1
+    return max(days, key=lambda label: (days[label], label))
+
+
+def _write_report_pdf(
+    tenant_id: str, period: str, out: Path, db_url: str, env: dict[str, str], console: Console
+) -> bool:
+    """Write the tenant's XLA report of ``period`` as a PDF (``dexscope report xla``).
+
+    A failure (typically: no Chromium on this machine) is a one-line note, not an error.
+    Returns whether the file was written.
+    """
+    from rich.markup import escape
+
+    result = subprocess.run(
+        _dexscope(
+            "report",
+            "xla",
+            "--database-url",
+            db_url,
+            "--tenant",
+            tenant_id,
+            "--period",
+            period,
+            "--format",
+            "pdf",
+            "--out",
+            str(out),
+        ),
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        console.print(
+            f"[yellow]no PDF report: {escape(_last_line(result.stderr))}[/]", soft_wrap=True
+        )
+        return False
+    return True
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -246,6 +385,20 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         procs.append(agent)
         _load_fleet(args, state, state_path, data_dir, url, env, console)
+        with console.status("Scoring the fleet (the collector's jobs)…"):
+            _run_jobs(db_url, env, log_dir, console)
+        with console.status("Importing the example XLAs…"):
+            xlas = _import_xlas(state["tenant_id"], db_url, env, console)
+        period = _report_period(state)
+        report_pdf = data_dir / f"xla-report-{period}.pdf"
+        pdf_written = False
+        if xlas:
+            # The report evaluates its period (and stores the evaluations); the jobs started
+            # below evaluate the current and the previous period at once.
+            with console.status("Evaluating the XLAs and writing their report…"):
+                pdf_written = _write_report_pdf(
+                    state["tenant_id"], period, report_pdf, db_url, env, console
+                )
         jobs_log = (log_dir / "jobs.log").open("ab")
         procs.append(
             subprocess.Popen(
@@ -260,6 +413,20 @@ def run_demo(args: argparse.Namespace) -> int:
         console.print(
             f"  sign in as [bold]{state['email']}[/] with password [bold]{state['password']}[/]"
         )
+        if xlas:
+            report = f"{url}/api/v1/reports/xla?" + urlencode(
+                {"tenant": state["tenant_id"], "period": period}
+            )
+            console.print(
+                f"  XLAs: [link]{url}/xlas[/link] — MSP overview: [link]{url}/msp[/link]",
+                soft_wrap=True,
+            )
+            console.print(
+                f"  client report {period}: [link]{report}&format=html[/link]", soft_wrap=True
+            )
+            console.print(f"    as PDF: [link]{report}&format=pdf[/link]", soft_wrap=True)
+            if pdf_written:
+                console.print(f"    written to {report_pdf}", soft_wrap=True)
         console.print(f"  data and logs in {data_dir}; Ctrl-C stops everything.")
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)

@@ -1,5 +1,6 @@
 """``dexscope demo`` — the README's main command — as a real process: it loads the simulated
-fleet, enrolls this machine's agent, prints the dashboard and the login, and stops cleanly."""
+fleet, enrolls this machine's agent, imports the example XLAs and writes their report, prints
+the dashboard, the login and the XLA URLs, and stops cleanly."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from collector.reports.pdf import find_chromium
+from dexscope.demo import _report_period
 from tests.support import REPO, count_rows, dexscope_cmd, free_port
 
 pytestmark = pytest.mark.e2e
@@ -21,6 +24,16 @@ pytestmark = pytest.mark.e2e
 def _read_batch(path: Path) -> bytes:
     raw = path.read_bytes()
     return gzip.decompress(raw) if path.suffix == ".gz" else raw
+
+
+def _sign_in(client: httpx.Client, email: str, password: str) -> None:
+    """Sign ``client`` in to the dashboard with the login the demo printed."""
+    form = client.get("/login").text
+    csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    response = client.post(
+        "/login", data={"csrf": csrf, "email": email, "password": password, "next": "/"}
+    )
+    assert response.status_code == 303, response.text
 
 
 def test_demo_loads_a_fleet_and_this_machine_then_stops_on_ctrl_c(tmp_path: Path) -> None:
@@ -65,10 +78,42 @@ def test_demo_loads_a_fleet_and_this_machine_then_stops_on_ctrl_c(tmp_path: Path
             assert proc.poll() is None, proc.communicate()[1]
             time.sleep(1)
         assert count_rows(db, "device_day_scores") > 0
+        # then imports the example XLAs and writes their report (evaluating its period)
+        state = json.loads((data / "demo.json").read_text())
+        period = _report_period(state)
+        pdf = data / f"xla-report-{period}.pdf"
+        chromium = find_chromium() is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[1]
+            if count_rows(db, "xla_evaluations", "period = :p", p=period) >= 6 and (
+                not chromium or (pdf.exists() and pdf.read_bytes().rstrip().endswith(b"%%EOF"))
+            ):
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the demo never evaluated its XLAs nor wrote their report")
+        assert count_rows(db, "xla_definitions") == 6  # the demo tenant is the only one
+        if chromium:
+            assert pdf.read_bytes().startswith(b"%PDF-")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            _sign_in(client, state["email"], state["password"])
+            report = client.get(
+                "/api/v1/reports/xla",
+                params={"tenant": state["tenant_id"], "period": period, "format": "json"},
+            )
+            assert report.status_code == 200, report.text
+            assert len(report.json()["xlas"]) == 6
+            assert client.get("/xlas").status_code == 200
+            assert client.get("/msp").status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "DexScope demo running" in err and "admin@demo.dexscope" in err
+    assert "XLAs: 6 example XLAs for the demo tenant (6 created" in err
+    assert f"/xlas — MSP overview: http://127.0.0.1:{port}/msp" in err
+    assert f"period={period}&format=html" in err and f"period={period}&format=pdf" in err
+    assert (f"written to {pdf}" if chromium else "no PDF report:") in err
     state = json.loads((data / "demo.json").read_text())
     assert state["fleet"]["devices"] == 3

@@ -186,8 +186,8 @@ def evaluate(
         )
         reached = n > 0 and margin >= 0
     else:
-        value = 100.0 * float(_reaches(counted, target.comparison, target.device_target).mean())
-        value = value if n else math.nan
+        on_target = _reaches(counted, target.comparison, target.device_target)
+        value = 100.0 * float(on_target.mean()) if n else math.nan
         margin = value - target.share_target_pct
         reached = n > 0 and margin >= 0
 

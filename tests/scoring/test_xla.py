@@ -131,3 +131,10 @@ def test_lead_times_and_time_lost_avoided() -> None:
     assert f["time_lost_avoided_h"] == pytest.approx(10 / 24 * 4 * 30 / 60)
     empty = lead_time_figures([], [])
     assert empty["alerts"] == 0 and math.isnan(empty["median_lead_h"])
+
+
+def test_no_counted_device_raises_no_numpy_warning() -> None:
+    """An empty period is not enough data, silently (warnings are errors here)."""
+    for share in (None, 80.0):
+        result = evaluate([math.nan, math.nan], 2, XlaTarget(">=", 70.0, share))
+        assert result.status == INSUFFICIENT and math.isnan(result.value)

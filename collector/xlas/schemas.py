@@ -266,7 +266,8 @@ class MspTenantRow(BaseModel):
     """XLAs whose SLA is met while the XLA is missed."""
     open_alerts: int
     evaluations: list[EvaluationOut]
-    """The latest evaluation of each XLA, with its trend against the period before."""
+    """Per XLA the evaluation of the latest closed period (the running one where none is
+    closed yet), with its trend against the period before."""
 
 
 class MspOverview(BaseModel):

@@ -142,7 +142,7 @@ def parse_definitions(body: bytes, fmt: str = "json") -> list[XlaIn]:
         try:
             out.append(XLA_REQUEST.validate_python(item))
         except ValidationError as exc:
-            raise _validation_error(exc, f"{i}." if isinstance(data, list) else "") from exc
+            raise _validation_error(exc, f"xlas[{i}]." if isinstance(data, list) else "") from exc
     return out
 
 
@@ -618,16 +618,18 @@ def tenant_period_evaluations(
 
 
 def msp_overview(session: Session, as_of: datetime) -> MspOverview:
-    """Every tenant side by side: XLA statuses of the latest evaluated period, trend, open
-    alerts (MSP staff only: the router checks)."""
+    """Every tenant side by side: XLA statuses of the latest closed (final) period, or of
+    the running one where none is closed yet, with trend and open alerts (MSP staff only:
+    the router checks)."""
     repo = XlaRepository(session)
     devices = repo.device_counts()
     alerts = repo.open_alert_counts()
     by_tenant: dict[uuid.UUID, list[EvaluationOut]] = defaultdict(list)
     for definition in repo.for_tenant(None):
-        latest = repo.evaluations(definition.id, limit=1)
-        if latest:
-            by_tenant[definition.tenant_id].append(evaluation_out(latest[0], definition.name))
+        recent = repo.evaluations(definition.id, limit=3)
+        shown = next((e for e in recent if e.final), recent[0] if recent else None)
+        if shown is not None:
+            by_tenant[definition.tenant_id].append(evaluation_out(shown, definition.name))
     counts = defaultdict(int, {d.tenant_id: 0 for d in repo.for_tenant(None)})
     for definition in repo.for_tenant(None):
         counts[definition.tenant_id] += 1

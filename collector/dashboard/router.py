@@ -125,6 +125,7 @@ def _error(
         {
             "status": status,
             "message": message,
+            "identity": identity,
             "role": identity.role.value,
             "csrf": service.csrf_token(cookie, _settings(request).dashboard_csrf_key),
             "filters": service.Filters(),

@@ -1741,7 +1741,7 @@ def xlas_page(session: Session, identity: Identity, filters: Filters) -> dict[st
                 width=640,
                 height=240,
             )
-            if len(history) > 1
+            if sum(e.value is not None for e in history) > 1
             else None
         )
         reports = (
@@ -1764,7 +1764,7 @@ def xlas_page(session: Session, identity: Identity, filters: Filters) -> dict[st
             Column("tenant", "Tenant"),
             Column("period", "Period"),
             Column("status", "Status"),
-            Column("value", "Result", "score"),
+            Column("value", "Result", "float"),
             Column("target", "Target"),
             Column("margin", "Margin", "delta"),
             Column("devices", "Devices counted", "int"),

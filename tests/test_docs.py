@@ -1,5 +1,6 @@
 """The hand-written docs that promise something checkable: the privacy data dictionary
-lists every field an agent can send, and docs/agent.md names every sampler."""
+lists every field an agent can send, docs/agent.md names every sampler, and docs/xla.md
+every indicator and report column."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import typing
 from pathlib import Path
 
 from agent.samplers import load_builtin_samplers
+from collector.reports.xla import CSV_COLUMNS
+from collector.xlas.schemas import INDICATORS
 from dexscope import wire
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -50,4 +53,10 @@ def test_privacy_dictionary_lists_every_wire_field() -> None:
 def test_agent_doc_names_every_sampler() -> None:
     text = (DOCS / "agent.md").read_text()
     for name in load_builtin_samplers():
+        assert f"`{name}`" in text, name
+
+
+def test_xla_doc_names_every_indicator_and_csv_column() -> None:
+    text = (DOCS / "xla.md").read_text()
+    for name in (*INDICATORS, *CSV_COLUMNS):
         assert f"`{name}`" in text, name

@@ -32,6 +32,7 @@ __all__ = [
     "XlaResult",
     "XlaTarget",
     "device_period_values",
+    "period_values_from_totals",
     "evaluate",
     "good_days",
     "lead_time_figures",
@@ -154,6 +155,24 @@ def device_period_values(
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(days >= max(min_days, 1), sums / np.maximum(days, 1), np.nan)
     return np.asarray(means, dtype=np.float64), days
+
+
+def period_values_from_totals(
+    sums: npt.ArrayLike, weights: npt.ArrayLike, days: npt.ArrayLike, min_days: int = 1
+) -> Floats:
+    """Each device's period value from its totals: ``Σ value·weight / Σ weight``, NaN for a
+    device with fewer than ``min_days`` valued days or no weight.
+
+    The same figure as :func:`device_period_values` when every weight is 1, from totals a
+    database can sum per device (so 100,000 devices · 30 days never leave the database as
+    rows); a weight is e.g. the number of survey answers behind a day's mean.
+    """
+    s = np.asarray(sums, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    d = np.asarray(days, dtype=np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where((d >= max(min_days, 1)) & (w > 0), s / np.where(w > 0, w, 1.0), np.nan)
+    return np.asarray(out, dtype=np.float64)
 
 
 def _reaches(values: Floats, comparison: Comparison, target: float) -> npt.NDArray[np.bool_]:

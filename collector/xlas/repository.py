@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from collector.alerts.models import Alert
@@ -16,23 +16,12 @@ from collector.scores.models import DeviceDayScore
 from collector.tenants.models import Tenant
 from collector.tickets.models import Ticket
 from collector.xlas.models import XlaDefinition, XlaDefinitionVersion, XlaEvaluation
+from scoring.xla import GOOD_METRIC_SCORE
 
-__all__ = ["AlertRow", "DayRow", "DeviceRow", "XlaRepository"]
+__all__ = ["AlertRow", "DeviceRow", "Totals", "XlaRepository"]
 
-DayRow = tuple[
-    uuid.UUID,
-    date,
-    str,
-    float | None,
-    float | None,
-    float | None,
-    float | None,
-    dict[str, Any],
-    float,
-    dict[str, Any],
-]
-"""``(device, day, persona, score, startup, responsiveness, stability, metrics,
-time_lost_min, measures)`` of one device-day rollup."""
+Totals = tuple[uuid.UUID, float, float, int]
+"""``(device, Σ value·weight, Σ weight, days with a value)`` over a period."""
 DeviceRow = tuple[uuid.UUID, str | None, dict[str, str], datetime, datetime | None]
 """``(device, persona now, tags, enrolled_at, last_seen_at)``."""
 AlertRow = tuple[uuid.UUID, datetime, datetime, datetime | None, int, list[str]]
@@ -114,29 +103,120 @@ class XlaRepository:
 
     # --- what evaluation reads -----------------------------------------------------------
 
-    def day_rows(self, tenant_id: uuid.UUID, start: date, end: date) -> list[DayRow]:
-        """The tenant's device-day rollups of the days ``start … end`` (inclusive)."""
-        s = DeviceDayScore
-        rows = self.session.execute(
-            select(
-                s.device_id,
-                s.day,
-                s.persona,
-                s.score,
-                s.startup,
-                s.responsiveness,
-                s.stability,
-                s.metrics,
-                s.time_lost_min,
-                s.measures,
+    def _value(self, indicator: str, metric: str | None) -> tuple[Any, Any]:
+        """The SQL expressions of a device-day's value and weight for an indicator."""
+        d = DeviceDayScore
+        if indicator == "sentiment":
+            answers = d.measures["survey_answers"].as_float()
+            return d.measures["survey_mean_100"].as_float() * answers, answers
+        if indicator == "metric_good_share":
+            score = d.metrics[metric or ""].as_float()
+            value: Any = case(
+                (score >= GOOD_METRIC_SCORE, 100.0), (score < GOOD_METRIC_SCORE, 0.0), else_=None
             )
-            .where(s.tenant_id == tenant_id, s.day >= start, s.day <= end)
-            .order_by(s.device_id, s.day)
-        )
+        else:
+            value = {
+                "experience_score": d.score,
+                "startup": d.startup,
+                "responsiveness": d.responsiveness,
+                "stability": d.stability,
+                "time_lost_min": d.time_lost_min,
+            }[indicator]
+        return value, case((value.is_(None), None), else_=1.0)
+
+    def _scoped(
+        self,
+        query: Any,
+        tenant_id: uuid.UUID,
+        start: date,
+        end: date,
+        persona: str | None,
+        group: str | None,
+        excluded: Sequence[date] = (),
+    ) -> Any:
+        d = DeviceDayScore
+        query = query.where(d.tenant_id == tenant_id, d.day >= start, d.day <= end)
+        if persona is not None:
+            query = query.where(d.persona == persona)
+        if group is not None:
+            query = query.join(Device, Device.id == d.device_id).where(
+                Device.tags["group"].as_string() == group
+            )
+        if excluded:
+            query = query.where(d.day.not_in(list(excluded)))
+        return query
+
+    def device_totals(
+        self,
+        tenant_id: uuid.UUID,
+        start: date,
+        end: date,
+        indicator: str,
+        metric: str | None,
+        persona: str | None,
+        group: str | None,
+        excluded: Sequence[date],
+    ) -> list[Totals]:
+        """Per device with a rollup in the scope: the sums behind its period value.
+
+        The days ``start … end`` minus ``excluded``; ``persona`` is the persona of each
+        day's rollup, ``group`` the device's ``group`` tag. Summed in the database, so a
+        large fleet's device-days never leave it as rows.
+        """
+        value, weight = self._value(indicator, metric)
+        d = DeviceDayScore
+        query = self._scoped(
+            select(d.device_id, func.sum(value), func.sum(weight), func.count(value)),
+            tenant_id,
+            start,
+            end,
+            persona,
+            group,
+            excluded,
+        ).group_by(d.device_id)
         return [
-            (r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], float(r[8]), dict(r[9] or {}))
-            for r in rows
+            (r[0], float(r[1] or 0.0), float(r[2] or 0.0), int(r[3]))
+            for r in self.session.execute(query)
         ]
+
+    def day_totals(
+        self,
+        tenant_id: uuid.UUID,
+        start: date,
+        end: date,
+        indicator: str,
+        metric: str | None,
+        persona: str | None,
+        group: str | None,
+        excluded: Sequence[date],
+    ) -> list[tuple[date, float, float]]:
+        """Per day: ``(day, Σ value·weight, Σ weight)`` over the scope (the daily chart)."""
+        value, weight = self._value(indicator, metric)
+        d = DeviceDayScore
+        query = self._scoped(
+            select(d.day, func.sum(value), func.sum(weight)),
+            tenant_id,
+            start,
+            end,
+            persona,
+            group,
+            excluded,
+        ).group_by(d.day)
+        rows = self.session.execute(query.order_by(d.day))
+        return [(r[0], float(r[1] or 0.0), float(r[2] or 0.0)) for r in rows]
+
+    def devices_with_rollups(
+        self,
+        tenant_id: uuid.UUID,
+        start: date,
+        end: date,
+        persona: str | None,
+        group: str | None,
+    ) -> set[uuid.UUID]:
+        """Devices with any rollup in the scope over ``start … end`` (excluded days too)."""
+        d = DeviceDayScore
+        query = self._scoped(select(d.device_id).distinct(), tenant_id, start, end, persona, group)
+        return set(self.session.scalars(query))
 
     def time_lost_rows(
         self, device_ids: Sequence[uuid.UUID], start: date, end: date

@@ -29,7 +29,7 @@ from collector.settings import Settings
 from collector.tenants.service import target_tenant
 from collector.xlas.models import XlaDefinition, XlaDefinitionVersion, XlaEvaluation
 from collector.xlas.periods import Period, parse_period, period_containing
-from collector.xlas.repository import DayRow, XlaRepository
+from collector.xlas.repository import XlaRepository
 from collector.xlas.schemas import (
     XLA_FILE,
     XLA_REQUEST,
@@ -48,10 +48,9 @@ from scoring.xla import (
     MISSED,
     SlaTarget,
     XlaTarget,
-    device_period_values,
     evaluate,
-    good_days,
     lead_time_figures,
+    period_values_from_totals,
     sla_figures,
     watermelon,
 )
@@ -84,13 +83,6 @@ MEDIA_TYPES: Final = {
     "text/toml": "toml",
 }
 """Content types a definitions body may have, and the format each means."""
-_ROW_COLUMN: Final = {
-    "experience_score": 3,
-    "startup": 4,
-    "responsiveness": 5,
-    "stability": 6,
-    "time_lost_min": 8,
-}
 
 
 # --- definitions ----------------------------------------------------------------------------
@@ -312,15 +304,6 @@ def _flag(value: Any) -> float:
     return math.nan
 
 
-def _row_value(row: DayRow, spec: XlaIn) -> float:
-    if spec.indicator == "metric_good_share":
-        raw = row[7].get(spec.metric or "")
-        score = math.nan if raw is None else float(raw)
-        return float(good_days([score])[0])
-    value = row[_ROW_COLUMN[spec.indicator]]
-    return float(value) if isinstance(value, int | float) else math.nan
-
-
 def _histogram(values: np.ndarray[Any, np.dtype[np.float64]], upper: float) -> list[int]:
     counted = values[~np.isnan(values)]
     edges = np.linspace(0.0, upper, 11)
@@ -339,23 +322,17 @@ def _compute(
     """(status, value, margin, reason, figures) of one XLA over one period."""
     last_day = min(period.end, (as_of - timedelta(microseconds=1)).astimezone(UTC).date())
     excluded = _excluded_days(spec, period)
-    devices = repo.devices(tenant_id)
-    group_of = {d[0]: d[2].get("group") for d in devices}
-
-    def in_group(device_id: uuid.UUID) -> bool:
-        return spec.scope.group is None or group_of.get(device_id) == spec.scope.group
-
-    rows = [
-        r
-        for r in (
-            repo.day_rows(tenant_id, period.start, last_day) if last_day >= period.start else []
-        )
-        if (spec.scope.persona is None or r[2] == spec.scope.persona) and in_group(r[0])
-    ]
-    seen = {r[0] for r in rows}
+    scope = (spec.scope.persona, spec.scope.group)
+    started = last_day >= period.start
+    with_rollups = (
+        repo.devices_with_rollups(tenant_id, period.start, last_day, *scope) if started else set()
+    )
+    seen = set(with_rollups)
     not_seen = 0
-    for device_id, persona, _tags, enrolled_at, last_seen in devices:
-        if device_id in seen or not in_group(device_id):
+    for device_id, persona, tags, enrolled_at, last_seen in repo.devices(tenant_id):
+        if device_id in seen:
+            continue
+        if spec.scope.group is not None and tags.get("group") != spec.scope.group:
             continue
         if spec.scope.persona is not None and persona != spec.scope.persona:
             continue
@@ -369,35 +346,23 @@ def _compute(
             not_seen += 1
     index = {d: i for i, d in enumerate(sorted(seen))}
     n = len(index)
-    rows = [r for r in rows if r[1] not in excluded]
-    responses = 0
-    series: dict[date, list[float]] = defaultdict(list)
-    if spec.indicator == "sentiment":
-        dev, val, weight = [], [], []
-        for r in rows:
-            answers = r[9].get("survey_answers") or 0
-            mean = r[9].get("survey_mean_100")
-            if not answers or mean is None:
-                continue
-            dev.append(index[r[0]])
-            val.append(float(mean) * answers)
-            weight.append(float(answers))
-            series[r[1]].extend([float(mean)] * int(answers))
-        responses = int(sum(weight))
-        sums = np.bincount(np.asarray(dev, dtype=np.intp), weights=val, minlength=n)
-        counts = np.bincount(np.asarray(dev, dtype=np.intp), weights=weight, minlength=n)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            values = np.where(counts > 0, sums / np.maximum(counts, 1.0), np.nan)
-        days = (counts > 0).astype(np.int64)
-        source = "survey answers given in the period, from the daily rollups (none carried over)"
-    else:
-        dev = [index[r[0]] for r in rows]
-        val = [_row_value(r, spec) for r in rows]
-        for r, v in zip(rows, val, strict=True):
-            if not math.isnan(v):
-                series[r[1]].append(v)
-        values, days = device_period_values(dev, val, n, spec.exclusions.min_days_seen)
-        source = "daily device rollups (device_day_scores)"
+    args = (spec.indicator, spec.metric, *scope, sorted(excluded))
+    totals = repo.device_totals(tenant_id, period.start, last_day, *args) if started else []
+    sums, weights, days = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
+    for device_id, total, weight, valued in totals:
+        i = index[device_id]
+        sums[i], weights[i], days[i] = total, weight, valued
+    sentiment = spec.indicator == "sentiment"
+    values = period_values_from_totals(
+        sums, weights, days, 1 if sentiment else spec.exclusions.min_days_seen
+    )
+    responses = int(weights.sum()) if sentiment else 0
+    daily = repo.day_totals(tenant_id, period.start, last_day, *args) if started else []
+    source = (
+        "survey answers given in the period, from the daily rollups (none carried over)"
+        if sentiment
+        else "daily device rollups (device_day_scores)"
+    )
     target = XlaTarget(
         comparison=spec.target.comparison,
         device_target=spec.target.value,
@@ -410,7 +375,7 @@ def _compute(
     status, reason = result.status, result.reason
     if last_day < period.start:
         status, reason = INSUFFICIENT, "the period has not started yet"
-    too_few = int(((days > 0) & np.isnan(values)).sum()) if spec.indicator != "sentiment" else 0
+    too_few = int(((days > 0) & np.isnan(values)).sum()) if not sentiment else 0
     scope_ids = set(index)
     sla_spec = spec.sla
     sla_target = (
@@ -430,7 +395,6 @@ def _compute(
         fcr.append(_flag(extra.get("first_contact_resolution")))
     sla = sla_figures(resolve_h, fcr, sla_target)
     proactive = _proactive(repo, tenant_id, period, last_day, scope_ids if scoped else None)
-    ordered = sorted(series)
     upper = 100.0 if spec.indicator != "time_lost_min" else max(60.0, spec.target.value * 2)
     figures: dict[str, Any] = {
         "indicator": spec.indicator,
@@ -450,13 +414,16 @@ def _compute(
             "coverage_pct": _num(result.coverage_pct),
             "responses": responses,
             "days_in_period": period.days,
-            "days_evaluated": max(0, (last_day - period.start).days + 1 - len(excluded)),
+            "days_evaluated": max(
+                0, (last_day - period.start).days + 1 - sum(d <= last_day for d in excluded)
+            ),
             "days_excluded": sorted(d.isoformat() for d in excluded),
         },
         "distribution": {"upper": upper, "counts": _histogram(values, upper)},
         "series": [
-            {"day": d.isoformat(), "value": _num(float(np.mean(series[d]))), "n": len(series[d])}
-            for d in ordered
+            {"day": d.isoformat(), "value": _num(total / weight), "n": int(weight)}
+            for d, total, weight in daily
+            if weight > 0
         ],
         "trend": {
             "previous_period": previous.period if previous else None,

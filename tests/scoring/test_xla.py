@@ -20,6 +20,7 @@ from scoring.xla import (
     evaluate,
     good_days,
     lead_time_figures,
+    period_values_from_totals,
     sla_figures,
     watermelon,
 )
@@ -138,3 +139,21 @@ def test_no_counted_device_raises_no_numpy_warning() -> None:
     for share in (None, 80.0):
         result = evaluate([math.nan, math.nan], 2, XlaTarget(">=", 70.0, share))
         assert result.status == INSUFFICIENT and math.isnan(result.value)
+
+
+def test_totals_give_the_same_values_as_the_rows() -> None:
+    """Per-device sums and counts (as SQL returns them) equal the row-wise means; weights
+    average day means by their number of answers."""
+    rng = np.random.default_rng(3)
+    device = rng.integers(0, 20, 400)
+    value = np.where(rng.random(400) < 0.1, np.nan, rng.uniform(0, 100, 400))
+    rows, days = device_period_values(device, value, 20, min_days=15)
+    keep = ~np.isnan(value)
+    sums = np.bincount(device[keep], weights=value[keep], minlength=20)
+    counts = np.bincount(device[keep], minlength=20)
+    totals = period_values_from_totals(sums, counts, counts, min_days=15)
+    np.testing.assert_allclose(totals, rows, equal_nan=True)
+    assert np.isnan(totals).any() and (~np.isnan(totals)).any()
+    # two days: 3 answers averaging 80, 1 answer of 40 -> (3*80 + 40) / 4 = 70
+    weighted = period_values_from_totals([3 * 80 + 40], [4], [2])
+    assert weighted[0] == pytest.approx(70.0)

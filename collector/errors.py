@@ -21,6 +21,7 @@ __all__ = [
     "Forbidden",
     "NotFound",
     "PayloadTooLarge",
+    "ServiceUnavailable",
     "Unauthorized",
     "UnprocessableEntity",
     "error_body",
@@ -95,6 +96,14 @@ class UnprocessableEntity(ApiError):
 
     status_code = 422
     code = "validation_error"
+
+
+class ServiceUnavailable(ApiError):
+    """503: a part the request needs is missing or failing on the server (e.g. the PDF
+    renderer); retrying later or elsewhere may work."""
+
+    status_code = 503
+    code = "service_unavailable"
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:

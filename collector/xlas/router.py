@@ -16,9 +16,10 @@ from starlette.concurrency import run_in_threadpool
 
 from collector.auth import AdminIdentity, CurrentIdentity
 from collector.db import SessionDep
-from collector.errors import Forbidden, NotFound, UnprocessableEntity
+from collector.errors import Forbidden, NotFound, ServiceUnavailable, UnprocessableEntity
 from collector.identity.roles import Identity
 from collector.ingest.body import UnsupportedEncoding, read_limited
+from collector.reports.pdf import PdfRenderError
 from collector.reports.xla import MEDIA_TYPES as REPORT_MEDIA_TYPES
 from collector.reports.xla import build_report, render
 from collector.xlas import service
@@ -149,7 +150,10 @@ async def xla_report(
     HTML or PDF; the same figures in every format and on every regeneration."""
     tenant_id = report_tenant(identity, tenant)
     report = await run_in_threadpool(build_report, session, tenant_id, period, None)
-    body = await run_in_threadpool(render, report, fmt)
+    try:
+        body = await run_in_threadpool(render, report, fmt)
+    except PdfRenderError as exc:
+        raise ServiceUnavailable(str(exc), code="pdf_unavailable") from exc
     name = f"xla-{report['tenant']['name']}-{period}.{fmt}"
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
     disposition = "inline" if fmt in ("html", "json") else "attachment"

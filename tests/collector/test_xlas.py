@@ -528,3 +528,21 @@ def test_msp_overview_is_for_msp_staff_and_lists_every_tenant(world: World) -> N
     assert rows[world.other.tenant_id]["xlas"] == 0
     assert _get(world, "/api/v1/msp/overview").status_code == 403
     assert _get(world, "/api/v1/msp/overview", world.viewer_key).status_code == 403
+
+
+def test_without_chromium_the_pdf_is_a_clear_503_and_other_formats_work(
+    world: World, tmp_path: Path
+) -> None:
+    """A second collector on the same database, its Chromium missing."""
+    env = {"DEXSCOPE_CHROMIUM": str(tmp_path / "no-chromium"), "DEXSCOPE_MAX_EVENT_AGE_DAYS": "75"}
+    with CollectorProcess(
+        world.collector.database_url, tmp_path / "collector.log", extra_env=env
+    ) as proc:
+        headers = {"Authorization": f"Bearer {world.tenant.api_key}"}
+        url = proc.url + "/api/v1/reports/xla"
+        pdf = httpx.get(url, params={"period": PERIOD, "format": "pdf"}, headers=headers)
+        assert pdf.status_code == 503
+        error = pdf.json()["error"]
+        assert error["code"] == "pdf_unavailable" and "Chromium" in error["message"]
+        ok = httpx.get(url, params={"period": PERIOD, "format": "csv"}, headers=headers)
+        assert ok.status_code == 200 and ok.text.startswith("tenant,period,xla")

@@ -1718,7 +1718,8 @@ def _xla_row(definition: Any, evaluation: Any, tenant_name: str | None) -> dict[
 
 
 def xlas_page(session: Session, identity: Identity, filters: Filters) -> dict[str, Any]:
-    """The XLAs of the tenant in view: latest status, trend chart, report downloads."""
+    """The XLAs of the tenant in view: the latest closed period's status (the running
+    period beside it), the result by period, and the client report's downloads."""
     from collector.xlas.repository import XlaRepository
 
     ctx = _context(session, identity, filters)
@@ -1727,7 +1728,10 @@ def xlas_page(session: Session, identity: Identity, filters: Filters) -> dict[st
     rows, details = [], []
     for definition in repo.for_tenant(ctx.tenant):
         history = list(reversed(repo.evaluations(definition.id, limit=12)))
-        latest = history[-1] if history else None
+        # the latest closed period is the figure of record; the running one is shown beside
+        closed = [e for e in history if e.final]
+        latest = closed[-1] if closed else (history[-1] if history else None)
+        running = history[-1] if history and history[-1] is not latest else None
         row = _xla_row(definition, latest, names.get(definition.tenant_id))
         rows.append(row)
         chart = (
@@ -1755,7 +1759,15 @@ def xlas_page(session: Session, identity: Identity, filters: Filters) -> dict[st
             if latest is not None
             else {}
         )
-        details.append({"row": row, "chart": chart, "evaluation": latest, "reports": reports})
+        details.append(
+            {
+                "row": row,
+                "chart": chart,
+                "evaluation": latest,
+                "running": running,
+                "reports": reports,
+            }
+        )
     table = _table(
         "xlas",
         "XLAs",

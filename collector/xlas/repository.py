@@ -33,6 +33,7 @@ class XlaRepository:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self._devices: dict[uuid.UUID, list[DeviceRow]] = {}
 
     # --- definitions ---------------------------------------------------------------------
 
@@ -159,12 +160,17 @@ class XlaRepository:
     ) -> list[Totals]:
         """Per device with a rollup in the scope: the sums behind its period value.
 
-        The days ``start … end`` minus ``excluded``; ``persona`` is the persona of each
-        day's rollup, ``group`` the device's ``group`` tag. Summed in the database, so a
-        large fleet's device-days never leave it as rows.
+        Every device with a rollup on ``start … end`` is listed (so the caller knows it was
+        seen); its sums leave out the ``excluded`` days. ``persona`` is the persona of each
+        day's rollup, ``group`` the device's ``group`` tag. Summed in the database in one
+        pass, so a large fleet's device-days never leave it as rows.
         """
         value, weight = self._value(indicator, metric)
         d = DeviceDayScore
+        if excluded:
+            kept = d.day.not_in(list(excluded))
+            value = case((kept, value), else_=None)
+            weight = case((kept, weight), else_=None)
         query = self._scoped(
             select(d.device_id, func.sum(value), func.sum(weight), func.count(value)),
             tenant_id,
@@ -172,7 +178,6 @@ class XlaRepository:
             end,
             persona,
             group,
-            excluded,
         ).group_by(d.device_id)
         return [
             (r[0], float(r[1] or 0.0), float(r[2] or 0.0), int(r[3]))
@@ -205,19 +210,6 @@ class XlaRepository:
         rows = self.session.execute(query.order_by(d.day))
         return [(r[0], float(r[1] or 0.0), float(r[2] or 0.0)) for r in rows]
 
-    def devices_with_rollups(
-        self,
-        tenant_id: uuid.UUID,
-        start: date,
-        end: date,
-        persona: str | None,
-        group: str | None,
-    ) -> set[uuid.UUID]:
-        """Devices with any rollup in the scope over ``start … end`` (excluded days too)."""
-        d = DeviceDayScore
-        query = self._scoped(select(d.device_id).distinct(), tenant_id, start, end, persona, group)
-        return set(self.session.scalars(query))
-
     def time_lost_rows(
         self, device_ids: Sequence[uuid.UUID], start: date, end: date
     ) -> list[tuple[uuid.UUID, date, float]]:
@@ -238,13 +230,19 @@ class XlaRepository:
         return out
 
     def devices(self, tenant_id: uuid.UUID) -> list[DeviceRow]:
-        """Every device of the tenant."""
+        """Every device of the tenant (read once per repository: a job evaluating many
+        XLAs of a tenant shares one list)."""
+        cached = self._devices.get(tenant_id)
+        if cached is not None:
+            return cached
         rows = self.session.execute(
             select(
                 Device.id, Device.persona, Device.tags, Device.enrolled_at, Device.last_seen_at
             ).where(Device.tenant_id == tenant_id)
         )
-        return [(r[0], r[1], dict(r[2] or {}), r[3], r[4]) for r in rows]
+        out = [(r[0], r[1], dict(r[2] or {}), r[3], r[4]) for r in rows]
+        self._devices[tenant_id] = out
+        return out
 
     def tickets(
         self, tenant_id: uuid.UUID, start: datetime, end: datetime

@@ -324,10 +324,9 @@ def _compute(
     excluded = _excluded_days(spec, period)
     scope = (spec.scope.persona, spec.scope.group)
     started = last_day >= period.start
-    with_rollups = (
-        repo.devices_with_rollups(tenant_id, period.start, last_day, *scope) if started else set()
-    )
-    seen = set(with_rollups)
+    args = (spec.indicator, spec.metric, *scope, sorted(excluded))
+    totals = repo.device_totals(tenant_id, period.start, last_day, *args) if started else []
+    seen = {t[0] for t in totals}
     not_seen = 0
     for device_id, persona, tags, enrolled_at, last_seen in repo.devices(tenant_id):
         if device_id in seen:
@@ -346,8 +345,6 @@ def _compute(
             not_seen += 1
     index = {d: i for i, d in enumerate(sorted(seen))}
     n = len(index)
-    args = (spec.indicator, spec.metric, *scope, sorted(excluded))
-    totals = repo.device_totals(tenant_id, period.start, last_day, *args) if started else []
     sums, weights, days = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
     for device_id, total, weight, valued in totals:
         i = index[device_id]
@@ -499,11 +496,16 @@ def _proactive(
 
 
 def evaluate_definition(
-    session: Session, definition: XlaDefinition, period: Period, as_of: datetime
+    session: Session,
+    definition: XlaDefinition,
+    period: Period,
+    as_of: datetime,
+    repo: XlaRepository | None = None,
 ) -> XlaEvaluation:
     """Evaluate (or re-evaluate) one XLA over one period and store it, unless the stored
-    one is final. Uses the definition's current version; flushes, does not commit."""
-    repo = XlaRepository(session)
+    one is final. Uses the definition's current version; flushes, does not commit. A
+    ``repo`` shared across calls shares its reads (the tenant's devices)."""
+    repo = repo or XlaRepository(session)
     stored = repo.evaluation(definition.id, period.label)
     if stored is not None and stored.final:
         return stored
@@ -549,7 +551,7 @@ def run_xla(session: Session, settings: Settings, as_of: datetime) -> dict[str, 
             stored = repo.evaluation(definition.id, period.label)
             if stored is not None and stored.final:
                 continue
-            evaluation = evaluate_definition(session, definition, period, as_of)
+            evaluation = evaluate_definition(session, definition, period, as_of, repo)
             evaluated += 1
             if period is current:
                 counts[evaluation.status] = counts.get(evaluation.status, 0) + 1
@@ -577,7 +579,7 @@ def tenant_period_evaluations(
         if _current_spec(repo, definition).get("period", "month") != period.kind:
             continue
         stored = repo.evaluation(definition.id, period.label)
-        evaluation = stored or evaluate_definition(session, definition, period, as_of)
+        evaluation = stored or evaluate_definition(session, definition, period, as_of, repo)
         history = repo.evaluations(definition.id, before=period.start, limit=11)
         out.append((definition, evaluation, history))
     session.commit()

@@ -227,7 +227,7 @@ def _csv(report: dict[str, Any]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-def _charts(x: dict[str, Any]) -> dict[str, Markup]:
+def _charts(x: dict[str, Any], period: str) -> dict[str, Markup]:
     f, spec = x["figures"], x["definition"]
     unit = "min" if spec.get("indicator") == "time_lost_min" else ""
     target = float(spec["target"]["value"])
@@ -251,16 +251,16 @@ def _charts(x: dict[str, Any]) -> dict[str, Markup]:
                 height=220,
             )
         )
-    history = [*x["history"], {"period": "this", "value": x["value"]}]
-    if len(history) > 1:
+    history = [*x["history"], {"period": period, "value": x["value"]}]
+    if sum(h["value"] is not None for h in history) > 1:
         charts["history"] = Markup(
             line_chart(
-                [h["period"] if h["period"] != "this" else "now" for h in history],
-                [Series("compliance", [h["value"] for h in history], PALETTE[2])],
-                title=f"{x['name']}: compliance by period",
+                [h["period"] for h in history],
+                [Series("result", [h["value"] for h in history], PALETTE[2])],
+                title=f"{x['name']}: result by period",
                 y_label="% devices on target"
                 if spec["target"].get("share_of_devices_pct") is not None
-                else "mean",
+                else SHORT_LABEL.get(spec.get("indicator", ""), "mean"),
                 x_label="period",
                 y_min=0.0,
                 width=680,
@@ -291,7 +291,7 @@ def render_html(report: dict[str, Any]) -> str:
     template = _TEMPLATES.get_template("xla_report.html")
     return template.render(
         report=report,
-        charts={x["id"]: _charts(x) for x in report["xlas"]},
+        charts={x["id"]: _charts(x, report["period"]["label"]) for x in report["xlas"]},
         indicator_text=INDICATOR_TEXT,
     )
 

@@ -471,6 +471,12 @@ target = { comparison = ">=", value = 80 }
     assert made.status_code == 200 and made.json()["created"] == 1, made.text
     same = httpx.post(url, content=toml, headers={**admin, "Content-Type": "application/toml"})
     assert same.json()["unchanged"] == 1
+    iso = (START + timedelta(days=10)).isocalendar()
+    week = f"{iso.year:04d}-W{iso.week:02d}"
+    weekly = _get(world, "/api/v1/reports/xla", period=week).json()
+    assert weekly["period"]["kind"] == "week" and weekly["period"]["label"] == week
+    assert [x["name"] for x in weekly["xlas"]] == ["Stability"]
+    assert weekly["xlas"][0]["figures"]["coverage"]["days_in_period"] == 7
 
     def error(body: bytes, content_type: str = "application/json", key: str = "") -> Any:
         headers = {"Authorization": f"Bearer {key or world.tenant.api_key}"}

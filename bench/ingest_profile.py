@@ -29,7 +29,7 @@ from collector.tenants.service import create_tenant
 STAGES = {
     "validation (pydantic parse)": "service.py:*(parse_batch)",
     "timestamp checks": "service.py:*(_check_times)",
-    "bulk insert (SQLAlchemy + driver)": "repository.py:*(insert_events)",
+    "event insert (one statement)": "repository.py:*(insert_batch_events)",
     "commit": "session.py:*(commit)",
 }
 

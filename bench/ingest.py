@@ -1,29 +1,35 @@
-"""Ingest benchmark: batches of 500 events into a real collector process (one worker).
+"""Ingest benchmark: N concurrent agents (async httpx) against a real collector on loopback.
 
-Usage: ``./dev bench [--batches N] [--concurrency C] [--backend sqlite|postgresql|both]``
+Usage: ``./dev bench ingest [--agents 200] [--batches N] [--rate EVENTS_PER_S] [--workers W]
+[--backend sqlite|postgresql|both] [--json]``
 
-For each backend it creates a fresh database, starts ``dexscope collector serve`` (one
-process) on loopback, enrolls devices through the public API, then posts N gzip batches of
-500 realistic events (a mix of resource, app and health samples) from C client threads.
-It prints events/s, batches/s, latency percentiles, errors, and the collector's CPU time
-and peak RSS. Bounded in count and time; talks only to 127.0.0.1.
+For each backend it creates a fresh database, starts ``dexscope collector serve --workers W``
+on loopback, enrolls one device per agent through the public API, then plays the agents:
+each posts its share of N gzip batches of 500 realistic events (a mix of resource, app and
+health samples) with its own device token. Without ``--rate`` every agent sends its next
+batch as soon as the previous one is answered (closed loop: the collector's ceiling, and
+latency = agents / throughput by Little's law). With ``--rate R`` the agents together offer
+R events/s, each on its own evenly spaced schedule (open loop, as real agents upload), so
+latency is measured at a sustained load. It prints events/s, batches/s, latency
+percentiles, errors, and the collector's CPU (all its processes) and peak RSS (summed over
+its processes). Bounded in count and time; talks only to 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import gzip
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,17 +37,10 @@ from typing import Any
 import httpx
 import psutil
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.support import (
-    CollectorProcess,
-    create_tenant,
-    enroll,
-    postgres_database,
-    run_cli,
-)
+from tests.support import REPO, create_tenant, dexscope_cmd, free_port, postgres_database, run_cli
 
 EVENTS_PER_BATCH = 500
 
@@ -95,114 +94,250 @@ def _events(n: int, start: datetime) -> list[dict[str, Any]]:
     return out
 
 
+class _Collector:
+    """``dexscope collector serve --workers W`` as a child process, ready on loopback."""
+
+    def __init__(self, database_url: str, log_path: Path, workers: int | None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = ["--database-url", database_url, "--port", str(self.port)]
+        if workers is not None:
+            args += ["--workers", str(workers)]
+        with log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                dexscope_cmd("collector", "serve", *args, "--log-level", "warning"),
+                stdout=log,
+                stderr=log,
+                cwd=REPO,
+            )
+        self.log_path = log_path
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"collector exited: {log_path.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise SystemExit(f"collector not ready: {log_path.read_text()[-2000:]}")
+        time.sleep(1.0)  # let every worker finish starting before measuring
+        self.ps = psutil.Process(self.proc.pid)
+
+    def processes(self) -> list[psutil.Process]:
+        """The serving process and its workers."""
+        return [self.ps, *self.ps.children(recursive=True)]
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it lingers."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _cpu(procs: list[psutil.Process]) -> dict[int, float]:
+    out = {}
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system
+        except psutil.Error:
+            pass
+    return out
+
+
+def _rss(procs: list[psutil.Process]) -> int:
+    total = 0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total
+
+
+async def _enroll(client: httpx.AsyncClient, url: str, token: str, n: int) -> list[dict[str, str]]:
+    sem = asyncio.Semaphore(16)
+
+    async def one(i: int) -> dict[str, str]:
+        async with sem:
+            r = await client.post(
+                f"{url}/api/v1/enroll",
+                json={
+                    "enrollment_token": token,
+                    "hostname": f"bench-{i}",
+                    "os": "linux",
+                    "os_version": "6.1",
+                    "hardware": {"cpu_count": 4},
+                    "agent_version": "bench",
+                },
+            )
+            assert r.status_code == 201, r.text
+            return dict(r.json())
+
+    return list(await asyncio.gather(*(one(i) for i in range(n))))
+
+
+def _bodies(devices: list[dict[str, str]], batches: int) -> list[list[bytes]]:
+    """Each agent's gzip bodies, in sending order."""
+    per_agent: list[list[bytes]] = [[] for _ in devices]
+    start = datetime.now(UTC) - timedelta(hours=6)
+    for i in range(batches):
+        agent = i % len(devices)
+        batch = {
+            "batch_id": str(uuid.uuid4()),
+            "device_id": devices[agent]["device_id"],
+            "agent_version": "bench",
+            "schema_version": 1,
+            "sent_at": datetime.now(UTC).isoformat(),
+            "events": _events(EVENTS_PER_BATCH, start + timedelta(minutes=i)),
+        }
+        per_agent[agent].append(gzip.compress(json.dumps(batch).encode(), 6))
+    return per_agent
+
+
+async def _play(
+    url: str, devices: list[dict[str, str]], bodies: list[list[bytes]], rate: float | None
+) -> tuple[list[float], int, float, list[str]]:
+    latencies: list[float] = []
+    problems: list[str] = []
+    agents = len(devices)
+    limits = httpx.Limits(max_connections=agents, max_keepalive_connections=agents)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        # one batch interval per agent at the offered rate; agents start evenly staggered
+        interval = agents * EVENTS_PER_BATCH / rate if rate else 0.0
+        wall0 = time.perf_counter()
+
+        async def agent(j: int) -> None:
+            headers = {
+                "Authorization": f"Bearer {devices[j]['device_token']}",
+                "Content-Encoding": "gzip",
+                "Content-Type": "application/json",
+            }
+            for k, body in enumerate(bodies[j]):
+                if interval:
+                    due = wall0 + (j / agents + k) * interval
+                    delay = due - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post(f"{url}/api/v1/ingest", content=body, headers=headers)
+                    ok = r.status_code == 200 and r.json().get("accepted") == EVENTS_PER_BATCH
+                    if not ok:
+                        problems.append(f"{r.status_code} {r.text[:200]}")
+                except httpx.HTTPError as exc:
+                    problems.append(f"{type(exc).__name__}: {exc}")
+                latencies.append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(agent(j) for j in range(agents)))
+        wall = time.perf_counter() - wall0
+    return latencies, len(problems), wall, problems[:5]
+
+
 def _bench_backend(
-    name: str, database_url: str, batches: int, concurrency: int, workdir: Path, console: Console
+    name: str,
+    database_url: str,
+    args: argparse.Namespace,
+    workdir: Path,
+    console: Console,
 ) -> dict[str, Any]:
     run_cli("collector", "migrate", "--database-url", database_url)
     tenant = create_tenant(database_url)
-    with CollectorProcess(database_url, workdir / f"{name}.log") as collector:
-        assert collector.proc is not None
-        proc = psutil.Process(collector.proc.pid)
-        devices = [
-            enroll(collector.url, tenant.enrollment_token, f"bench-{i}") for i in range(concurrency)
-        ]
-        start = datetime.now(UTC) - timedelta(hours=6)
-        bodies = []
-        for i in range(batches):
-            device = devices[i % concurrency]
-            batch = {
-                "batch_id": str(uuid.uuid4()),
-                "device_id": device.device_id,
-                "agent_version": "bench",
-                "schema_version": 1,
-                "sent_at": datetime.now(UTC).isoformat(),
-                "events": _events(EVENTS_PER_BATCH, start + timedelta(minutes=i)),
-            }
-            bodies.append((device, gzip.compress(json.dumps(batch).encode(), 6)))
-        latencies: list[float] = []
-        errors = 0
-        lock = threading.Lock()
-        peak_rss = proc.memory_info().rss
-        cpu_before = proc.cpu_times()
+    collector = _Collector(database_url, workdir / f"{name}.log", args.workers)
+    try:
 
-        def send(item: tuple[Any, bytes], client: httpx.Client) -> None:
-            nonlocal errors, peak_rss
-            device, body = item
-            t0 = time.perf_counter()
-            r = client.post(
-                f"{collector.url}/api/v1/ingest",
-                content=body,
-                headers={
-                    **device.headers,
-                    "Content-Encoding": "gzip",
-                    "Content-Type": "application/json",
-                },
-            )
-            elapsed = time.perf_counter() - t0
-            with lock:
-                latencies.append(elapsed)
-                if r.status_code != 200 or r.json()["accepted"] != EVENTS_PER_BATCH:
-                    errors += 1
-                peak_rss = max(peak_rss, proc.memory_info().rss)
+        async def enroll_all() -> list[dict[str, str]]:
+            async with httpx.AsyncClient(timeout=60) as client:
+                return await _enroll(client, collector.url, tenant.enrollment_token, args.agents)
 
-        with ExitStack() as stack, Progress(console=console, transient=True) as progress:
-            task = progress.add_task(f"{name}: {batches} batches", total=batches)
-            clients = [stack.enter_context(httpx.Client(timeout=60)) for _ in range(concurrency)]
-            pool = stack.enter_context(ThreadPoolExecutor(concurrency))
-            wall0 = time.perf_counter()
-            futures = [
-                pool.submit(send, item, clients[i % concurrency]) for i, item in enumerate(bodies)
-            ]
-            for f in futures:
-                f.result()
-                progress.advance(task)
-            wall = time.perf_counter() - wall0
-        cpu_after = proc.cpu_times()
-    cpu_s = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
-    latencies.sort()
-    q = statistics.quantiles(latencies, n=100)
+        devices = asyncio.run(enroll_all())
+        console.print(f"{name}: {len(devices)} devices enrolled, building {args.batches} bodies")
+        bodies = _bodies(devices, args.batches)
+        procs = collector.processes()
+        peak_rss = _rss(procs)
+        cpu_before = _cpu(procs)
+        me = psutil.Process()
+        client_cpu0 = sum(me.cpu_times()[:2])
+        stop = False
+
+        async def run() -> tuple[list[float], int, float, list[str]]:
+            nonlocal peak_rss
+
+            async def sample() -> None:
+                nonlocal peak_rss
+                while not stop:
+                    peak_rss = max(peak_rss, _rss(procs))
+                    await asyncio.sleep(0.25)
+
+            sampler = asyncio.create_task(sample())
+            try:
+                return await _play(collector.url, devices, bodies, args.rate)
+            finally:
+                sampler.cancel()
+
+        console.print(f"{name}: {args.agents} agents posting")
+        latencies, errors, wall, problems = asyncio.run(run())
+        stop = True
+        cpu_after = _cpu(procs)
+        client_cpu = sum(me.cpu_times()[:2]) - client_cpu0
+        workers = len(procs) - 1 if len(procs) > 1 else 1
+    finally:
+        collector.stop()
+    cpu_s = sum(cpu_after[pid] - cpu_before[pid] for pid in cpu_after if pid in cpu_before)
+    q = statistics.quantiles(sorted(latencies), n=100)
+    events = args.batches * EVENTS_PER_BATCH
+    for p in problems:
+        console.print(f"[red]{name}: {p}[/red]")
     return {
         "backend": name,
-        "batches": batches,
-        "events": batches * EVENTS_PER_BATCH,
-        "concurrency": concurrency,
+        "workers": workers,
+        "agents": args.agents,
+        "offered_events_per_s": round(args.rate) if args.rate else "max",
+        "batches": args.batches,
+        "events": events,
         "wall_s": round(wall, 2),
-        "events_per_s": round(batches * EVENTS_PER_BATCH / wall),
-        "batches_per_s": round(batches / wall, 1),
+        "events_per_s": round(events / wall),
+        "batches_per_s": round(args.batches / wall, 1),
         "p50_ms": round(q[49] * 1000, 1),
         "p95_ms": round(q[94] * 1000, 1),
         "p99_ms": round(q[98] * 1000, 1),
         "errors": errors,
         "collector_cpu_s": round(cpu_s, 1),
+        "collector_cpu_cores": round(cpu_s / wall, 2),
         "collector_peak_rss_mb": round(peak_rss / 2**20),
+        "client_cpu_s": round(client_cpu, 1),
     }
 
 
 def main() -> int:
     """Run the benchmark and print a table (and JSON with --json)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--batches", type=int, default=1000)
+    parser.add_argument("--agents", type=int, default=200, help="concurrent agents (devices)")
+    parser.add_argument(
+        "--rate", type=float, default=None, help="offered events/s in all (default: closed loop)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="collector workers (default: serve's default)"
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    if not 1 <= args.batches <= 10_000 or not 1 <= args.concurrency <= 64:
-        parser.error("--batches 1..10000, --concurrency 1..64")
+    if not 1 <= args.batches <= 20_000 or not 1 <= args.agents <= 1000:
+        parser.error("--batches 1..20000, --agents 1..1000")
+    if args.batches < args.agents:
+        parser.error("--batches must be at least --agents (every agent sends)")
     console = Console(stderr=True)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         if args.backend in ("sqlite", "both"):
-            results.append(
-                _bench_backend(
-                    "sqlite",
-                    f"sqlite:///{workdir / 'bench.db'}",
-                    args.batches,
-                    args.concurrency,
-                    workdir,
-                    console,
-                )
-            )
+            url = f"sqlite:///{workdir / 'bench.db'}"
+            results.append(_bench_backend("sqlite", url, args, workdir, console))
         if args.backend in ("postgresql", "both"):
             pg = os.environ.get(
                 "DEXSCOPE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -210,17 +345,13 @@ def main() -> int:
             from collector.settings import normalise_database_url
 
             with postgres_database(normalise_database_url(pg)) as url:
-                results.append(
-                    _bench_backend(
-                        "postgresql", url, args.batches, args.concurrency, workdir, console
-                    )
-                )
+                results.append(_bench_backend("postgresql", url, args, workdir, console))
     machine = (
-        f"{platform.node()}: {platform.processor() or platform.machine()}, "
-        f"{psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
-        f"Python {platform.python_version()}"
+        f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}, "
+        f"1-min load average after the run {os.getloadavg()[0]:.2f}"
     )
-    table = Table(title=f"Ingest, one collector process, batches of {EVENTS_PER_BATCH} events")
+    table = Table(title=f"Ingest, {args.agents} agents, batches of {EVENTS_PER_BATCH} events")
     table.add_column("figure")
     for row in results:
         table.add_column(str(row["backend"]), justify="right")

@@ -2,7 +2,8 @@
 
 ``POST {server}/api/v1/enroll`` with a :class:`dexscope.wire.EnrollRequest`. 201 gives the
 device id and token; a 4xx is a refusal (:class:`EnrollmentRefused` with the collector's
-message); a network error, a timeout or a 5xx is :class:`CollectorUnreachable` (try later).
+message); a network error, a timeout, a 429 (rate limited, with its ``Retry-After``) or a 5xx
+is :class:`CollectorUnreachable` (try later).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 import httpx
 
 from agent import platform
+from agent.backoff import parse_retry_after
 from agent.config import AgentConfig
 from agent.errors import AgentConfigError, CollectorUnreachable, EnrollmentRefused
 from agent.state import Identity
@@ -60,6 +62,13 @@ def enroll(config: AgentConfig, client: httpx.Client) -> Identity:
         raise CollectorUnreachable(
             f"cannot reach the collector at {config.server_url}: {type(exc).__name__}: {exc}"
         ) from exc
+    if response.status_code == 429:
+        wait = parse_retry_after(response.headers.get("retry-after"))
+        later = f"retry in {wait:.0f} s" if wait is not None else "retry later"
+        raise CollectorUnreachable(
+            f"the collector at {config.server_url} is rate limiting enrollments: {later} "
+            f"({server_error_message(response)})"
+        )
     if 400 <= response.status_code < 500:
         raise EnrollmentRefused(
             response.status_code, server_error_message(response), config.server_url

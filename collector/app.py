@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 
 from collector.alerts.router import router as alerts_router
 from collector.dashboard.router import router as dashboard_router
@@ -22,6 +22,7 @@ from collector.ingest.router import router as ingest_router
 from collector.metrics import CollectorMetrics
 from collector.notifications.router import router as notifications_router
 from collector.personas.router import router as personas_router
+from collector.ratelimit import RateLimits, enroll_ip_limit, ingest_device_limit, ingest_ip_limit
 from collector.scores.router import router as scores_router
 from collector.settings import Settings
 from collector.surveys.router import router as surveys_router
@@ -54,10 +55,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = CollectorMetrics()
+    app.state.rate_limits = RateLimits(settings)
     install_error_handlers(app)
     app.include_router(health_router)
-    app.include_router(devices_router)
-    app.include_router(ingest_router)
+    # Rate limits (429 rate_limited + Retry-After) run before the route reads the body: the
+    # address first (before authentication), then the device its token names.
+    app.include_router(devices_router, dependencies=[Depends(enroll_ip_limit)])
+    app.include_router(
+        ingest_router, dependencies=[Depends(ingest_ip_limit), Depends(ingest_device_limit)]
+    )
     app.include_router(surveys_router)
     app.include_router(personas_router)
     app.include_router(scores_router)

@@ -89,6 +89,38 @@ class Settings(BaseSettings):
         default=200, ge=1, description="most deliveries one notify run claims at a time"
     )
 
+    ingest_rate_per_device_per_min: float = Field(
+        default=60.0,
+        ge=0,
+        description="ingest requests one device may make per minute (token-bucket refill; "
+        "0 = no limit); a device reports about every 5 minutes",
+    )
+    ingest_burst_per_device: int = Field(
+        default=120, ge=1, description="ingest requests one device may make back to back"
+    )
+    ingest_rate_per_ip_per_min: float = Field(
+        default=12000.0,
+        ge=0,
+        description="ingest requests per minute from one client address (0 = no limit); "
+        "many devices can share an address (NAT, a proxy)",
+    )
+    ingest_burst_per_ip: int = Field(
+        default=2000, ge=1, description="ingest requests one client address may make at once"
+    )
+    enroll_rate_per_ip_per_min: float = Field(
+        default=300.0,
+        ge=0,
+        description="enrollments per minute from one client address (0 = no limit)",
+    )
+    enroll_burst_per_ip: int = Field(
+        default=1000, ge=1, description="enrollments one client address may make at once"
+    )
+    tls_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) to serve HTTPS with; needs tls_key too",
+    )
+    tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
+
     def resolved_database_url(self) -> str:
         """The database URL to use: the configured one, or the embedded SQLite file."""
         if self.database_url:

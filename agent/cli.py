@@ -28,6 +28,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--persona-hint", help="persona suggested to the collector")
     p.add_argument("--tag", action="append", default=[], metavar="K=V", help="installer tag")
     p.add_argument("--config", type=Path, help="agent TOML file (or DEXSCOPE_AGENT_CONFIG)")
+    p.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        default=None,
+        help="allow a plain http:// server other than loopback (unencrypted; not advised)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=_run)
 
@@ -81,6 +87,7 @@ def _run(args: argparse.Namespace) -> int:
         "state_dir": str(args.state_dir) if args.state_dir else None,
         "persona_hint": args.persona_hint,
         "tags": _tags(args.tag),
+        "allow_insecure_http": args.allow_insecure_http,
     }
     try:
         return run_agent(flags, args.config, once=args.once)

@@ -38,6 +38,7 @@ __all__ = [
     "SpoolSettings",
     "UploadSettings",
     "default_environ",
+    "insecure_server_url",
     "parse_tags",
     "server_layer",
 ]
@@ -82,6 +83,7 @@ _TOP_KEYS = {
     "state_dir",
     "persona_hint",
     "ca_bundle",
+    "allow_insecure_http",
     "tags",
     "upload",
     "spool",
@@ -126,6 +128,8 @@ class AgentConfig:
     """The validated configuration the agent runs with (immutable: a reload builds anew).
 
     ``ca_bundle`` None means the system's trust store; TLS verification is always on.
+    ``allow_insecure_http`` is the explicit opt-in to a plain ``http://`` server_url that is
+    not this machine's loopback (the agent logs a warning when it uses it).
     ``enroll_token`` is a secret and stays out of ``repr``.
     """
 
@@ -142,6 +146,7 @@ class AgentConfig:
     watchdog_profile: str = "normal"
     """A profile of :data:`agent.watchdog.PROFILES`, or ``off``."""
     server_config_version: int | None = None
+    allow_insecure_http: bool = False
 
 
 def _number(where: str, value: Any, *, minimum: float, maximum: float, integer: bool) -> Any:
@@ -198,16 +203,24 @@ def _section(
 _LOOPBACK = re.compile(r"^http://(localhost|127(\.\d{1,3}){3}|\[::1\])(:\d+)?(/.*)?$")
 
 
-def _check_server_url(url: str) -> str:
-    """HTTPS (verified) to any collector; plain HTTP only to this machine's loopback."""
+def _check_server_url(url: str, allow_insecure_http: bool = False) -> str:
+    """HTTPS (verified) to any collector; plain HTTP only to this machine's loopback, or
+    anywhere with the explicit ``allow_insecure_http`` opt-in."""
     if url.startswith("https://"):
         return url.rstrip("/")
     if _LOOPBACK.match(url):
         return url.rstrip("/")
+    if allow_insecure_http and url.startswith("http://") and len(url) > len("http://"):
+        return url.rstrip("/")
     raise AgentConfigError(
         "server_url must start with https:// (plain http:// is allowed only to loopback, "
-        "e.g. http://127.0.0.1:8080)"
+        "e.g. http://127.0.0.1:8080, or with allow_insecure_http = true)"
     )
+
+
+def insecure_server_url(url: str | None) -> bool:
+    """Whether ``url`` is plain HTTP to a host other than this machine's loopback."""
+    return bool(url) and str(url).startswith("http://") and not _LOOPBACK.match(str(url))
 
 
 def _validate(merged: Mapping[str, Any], known_samplers: frozenset[str]) -> AgentConfig:
@@ -255,9 +268,12 @@ def _validate(merged: Mapping[str, Any], known_samplers: frozenset[str]) -> Agen
         if not isinstance(value, str) or not key or len(key) > 64 or len(value) > 256:
             raise AgentConfigError(f"tags.{key} must be a string (keys ≤ 64, values ≤ 256 chars)")
         tags[str(key)] = value
+    allow_insecure_http = merged.get("allow_insecure_http", False)
+    if not isinstance(allow_insecure_http, bool):
+        raise AgentConfigError("allow_insecure_http must be true or false")
     server_url = _string("server_url", merged.get("server_url"))
     if server_url is not None:
-        server_url = _check_server_url(server_url)
+        server_url = _check_server_url(server_url, allow_insecure_http)
     state_dir = _string("state_dir", merged.get("state_dir"))
     if state_dir is None:
         raise AgentConfigError("state_dir is required (--state-dir or DEXSCOPE_STATE_DIR)")
@@ -288,6 +304,7 @@ def _validate(merged: Mapping[str, Any], known_samplers: frozenset[str]) -> Agen
         ),
         watchdog_profile=str(profile),
         server_config_version=version if isinstance(version, int) else None,
+        allow_insecure_http=allow_insecure_http,
     )
 
 
@@ -333,6 +350,11 @@ class ConfigLayers:
             )
             if environ.get(var)
         }
+        insecure = environ.get("DEXSCOPE_ALLOW_INSECURE_HTTP", "").strip().lower()
+        if insecure:
+            if insecure not in ("true", "1", "false", "0"):
+                raise AgentConfigError("DEXSCOPE_ALLOW_INSECURE_HTTP must be true or false")
+            env_layer["allow_insecure_http"] = insecure in ("true", "1")
         if environ.get("DEXSCOPE_TAGS"):
             env_layer["tags"] = parse_tags(environ["DEXSCOPE_TAGS"], "DEXSCOPE_TAGS")
         flag_layer = {k: v for k, v in flags.items() if v is not None}

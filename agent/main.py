@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import sqlite3
+import ssl
 import sys
 import threading
 import time
@@ -28,7 +29,7 @@ from typing import Any
 import httpx
 
 from agent import platform
-from agent.config import AgentConfig, ConfigLayers, default_environ
+from agent.config import AgentConfig, ConfigLayers, default_environ, insecure_server_url
 from agent.enroll import enroll, server_error_message
 from agent.errors import AgentConfigError, NotEnrolled
 from agent.runner import SamplerRunner, Scheduler, build_samplers
@@ -82,9 +83,14 @@ _SERVER_CONFIG_MARK = "server_config"
 
 
 def http_client(config: AgentConfig) -> httpx.Client:
-    """The agent's HTTP client: explicit timeouts, TLS always verified (``ca_bundle`` or system)."""
+    """The agent's HTTP client: explicit timeouts, TLS always verified (``ca_bundle`` or system).
+
+    A ``ca_bundle`` replaces the system's trust store (only its CAs are trusted).
+    """
     timeout = httpx.Timeout(config.upload.timeout_s, connect=min(5.0, config.upload.timeout_s))
-    verify: Any = str(config.ca_bundle) if config.ca_bundle else True
+    verify: Any = (
+        ssl.create_default_context(cafile=str(config.ca_bundle)) if config.ca_bundle else True
+    )
     return httpx.Client(timeout=timeout, verify=verify, headers={"User-Agent": "dexscope-agent"})
 
 
@@ -283,6 +289,12 @@ def run_agent(flags: Mapping[str, Any], config_file: Path | None, *, once: bool)
         known_samplers=frozenset(registry),
     )
     config = layers.build()
+    if insecure_server_url(config.server_url):
+        log.warning(
+            "allow_insecure_http: talking to %s over plain HTTP; tokens and data cross "
+            "the network unencrypted and the server is not authenticated",
+            config.server_url,
+        )
     with http_client(config) as client:
         identity = _identity(config, client)
         runtime = AgentRuntime(layers, config, identity, client)

@@ -41,6 +41,14 @@ def register_collector(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--no-migrate", action="store_true", help="do not migrate before serving")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--tls-cert",
+        default=None,
+        help="PEM certificate to serve HTTPS with (or $DEXSCOPE_TLS_CERT); needs --tls-key",
+    )
+    p.add_argument(
+        "--tls-key", default=None, help="PEM private key of --tls-cert (or $DEXSCOPE_TLS_KEY)"
+    )
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("jobs", help="run the periodic jobs (scoring, then raw-event retention)")
@@ -163,6 +171,7 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["DEXSCOPE_DATABASE_URL"] = args.database_url
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
+    tls_cert, tls_key = _tls_files(args)
     open_database(args.database_url, migrate=not args.no_migrate).dispose()
     uvicorn.run(
         "collector.app:create_app",
@@ -172,8 +181,38 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=args.log_level,
         proxy_headers=True,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
     )
     return 0
+
+
+def _tls_files(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The certificate and key to serve HTTPS with (flags, else settings), checked usable."""
+    import ssl
+
+    from dexscope.cli import CliError
+
+    settings = _settings(args.database_url)
+    cert = args.tls_cert or (str(settings.tls_cert) if settings.tls_cert else None)
+    key = args.tls_key or (str(settings.tls_key) if settings.tls_key else None)
+    if cert is None and key is None:
+        return None, None
+    if cert is None or key is None:
+        raise CliError("HTTPS needs both --tls-cert and --tls-key (or DEXSCOPE_TLS_CERT/_KEY)")
+    for what, path in (("certificate", cert), ("key", key)):
+        try:
+            Path(path).read_bytes()
+        except OSError as exc:
+            raise CliError(f"cannot read TLS {what} {path}: {exc.strerror}") from exc
+    try:
+        # a passphrase-protected key is refused here (no prompt): uvicorn would ask on a tty
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            cert, key, password=lambda: b""
+        )
+    except (ssl.SSLError, ValueError) as exc:
+        raise CliError(f"TLS certificate {cert} and key {key} are not usable: {exc}") from exc
+    return cert, key
 
 
 def _jobs(args: argparse.Namespace) -> int:

@@ -32,10 +32,10 @@ __all__ = [
     "XlaResult",
     "XlaTarget",
     "device_period_values",
-    "period_values_from_totals",
     "evaluate",
     "good_days",
     "lead_time_figures",
+    "period_values_from_totals",
     "sla_figures",
     "watermelon",
 ]

@@ -147,7 +147,7 @@ def test_totals_give_the_same_values_as_the_rows() -> None:
     rng = np.random.default_rng(3)
     device = rng.integers(0, 20, 400)
     value = np.where(rng.random(400) < 0.1, np.nan, rng.uniform(0, 100, 400))
-    rows, days = device_period_values(device, value, 20, min_days=15)
+    rows, _ = device_period_values(device, value, 20, min_days=15)
     keep = ~np.isnan(value)
     sums = np.bincount(device[keep], weights=value[keep], minlength=20)
     counts = np.bincount(device[keep], minlength=20)

@@ -14,6 +14,7 @@ import types
 import typing
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import annotated_types as at
@@ -22,9 +23,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typing_extensions import is_typeddict
 
-from agent.samplers import event_base
+from agent.platform.common import HungApp
+from agent.samplers import SamplerContext, event_base, load_builtin_samplers
+from agent.samplers.app_hang import AppHangSampler, _Hang
+from agent.samplers.health import HealthSampler
 from agent.samplers.probe import ProbeResult, ProbeTarget, to_event
 from agent.samplers.survey import response_event
+from agent.spool import SpoolStats
 from agent.surveys.model import Answer, Prompt, Question
 from collector.errors import ApiError
 from collector.ingest.schemas import BATCH, EVENT
@@ -449,6 +454,65 @@ def test_survey_builder_events_are_accepted(
         comment=comment,
     )
     _accept(response_event(prompt, answer))
+
+
+@PROFILE
+@given(
+    app_name=_text(1, 256),
+    app_version=st.one_of(st.none(), _text(0, 128)),
+    reason=st.sampled_from(["window_not_responding", "d_state", "spinning"]),
+    duration=st.floats(0, 30 * 86400, allow_nan=False),
+)
+def test_app_hang_builder_events_are_accepted(
+    app_name: str, app_version: str | None, reason: Any, duration: float
+) -> None:
+    app = HungApp(pid=4242, app_name=app_name, reason=reason, app_version=app_version)
+    now = datetime.now(UTC)
+    hang = _Hang(app=app, first_seen=0.0, last_seen=duration, first_wall=now)
+    _accept(AppHangSampler._event(hang, duration))
+
+
+_COUNT = st.integers(0, 2**31 - 1)
+
+
+@PROFILE
+@given(
+    spool=st.tuples(_COUNT, st.integers(0, 2**40), _COUNT, _COUNT),
+    samplers=st.dictionaries(
+        st.sampled_from(sorted(load_builtin_samplers())),
+        st.fixed_dictionaries(
+            {"runs": _COUNT, "failures": _COUNT, "last_duration_ms": st.floats(0, 1e9)},
+            optional={"last_error": st.text(max_size=500)},
+        ),
+        max_size=4,
+    ),
+    state=st.fixed_dictionaries(
+        {},
+        optional={
+            "throttled": st.booleans(),
+            "watchdog_restarts_total": _COUNT,
+            "survey_skips": st.dictionaries(st.text(max_size=100), _COUNT, max_size=3),
+        },
+    ),
+)
+def test_health_builder_events_are_accepted(
+    spool: tuple[int, int, int, int], samplers: dict[str, Any], state: dict[str, Any]
+) -> None:
+    events, size, dropped, failures = spool
+    stats = SpoolStats(
+        events=events,
+        bytes=size,
+        oldest_created=None,
+        counters={"dropped_events_total": dropped, "upload_failures_total": failures},
+        last_upload_at=None,
+        last_error=None,
+        last_error_at=None,
+    )
+    ctx = SamplerContext(
+        Path("."), lambda: stats, lambda: samplers, lambda key: None, agent_state=dict(state)
+    )
+    for event in HealthSampler().collect(ctx):
+        _accept(event)
 
 
 def test_event_base_is_a_valid_envelope() -> None:

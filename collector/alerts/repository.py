@@ -145,10 +145,3 @@ class AlertRepository:
     def get(self, alert_id: uuid.UUID) -> Alert | None:
         """One alert by id (the caller checks the tenant)."""
         return self.session.get(Alert, alert_id)
-
-    def hostnames(self, device_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
-        """Hostname of each device id."""
-        rows = self.session.execute(
-            select(Device.id, Device.hostname).where(Device.id.in_(device_ids))
-        )
-        return {r[0]: r[1] for r in rows}

@@ -31,6 +31,7 @@ from collector.alerts.detection import (
 )
 from collector.alerts.models import Alert
 from collector.alerts.repository import AlertRepository
+from collector.devices.repository import DeviceRepository
 from collector.errors import Forbidden, NotFound, UnprocessableEntity
 from collector.identity.roles import Identity, Role
 from collector.notifications.service import enqueue_alert_event
@@ -245,7 +246,7 @@ def list_alerts(
     repo = AlertRepository(session)
     alerts = repo.list(identity.visible_tenant(tenant), status, limit=limit, offset=offset)
     ids = [uuid.UUID(d) for a in alerts for d in a.affected_device_ids[:20]]
-    names = repo.hostnames(ids)
+    names = DeviceRepository(repo.session).hostnames(ids)
     return {"items": [alert_out(a, names) for a in alerts], "limit": limit, "offset": offset}
 
 
@@ -262,7 +263,7 @@ def get_alert(session: Session, identity: Identity, alert_id: uuid.UUID) -> dict
     tenant's). ``lead_time_h`` = first ticket - detected_at: positive when DexScope saw it
     first."""
     alert = _visible(session, identity, alert_id)
-    names = AlertRepository(session).hostnames([uuid.UUID(d) for d in alert.affected_device_ids])
+    names = DeviceRepository(session).hostnames([uuid.UUID(d) for d in alert.affected_device_ids])
     out = alert_out(alert, names, detail=True)
     first = first_ticket_at(session, alert.id)
     out["first_ticket_at"] = first

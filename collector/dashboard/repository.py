@@ -483,13 +483,6 @@ class DashboardRepository:
         ]
         return found[:limit]
 
-    def hostnames(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
-        """Hostname of each device id."""
-        if not ids:
-            return {}
-        rows = self.session.execute(select(Device.id, Device.hostname).where(Device.id.in_(ids)))
-        return {r[0]: r[1] for r in rows}
-
     # -- surveys ------------------------------------------------------------------------
 
     def campaigns(self, tenant_id: uuid.UUID | None) -> list[SurveyCampaign]:

@@ -37,6 +37,7 @@ from collector import charts
 from collector.alerts import service as alerts_service
 from collector.dashboard.repository import DEVICE_SORTS, DashboardRepository, Scope
 from collector.db import utcnow
+from collector.devices.repository import DeviceRepository
 from collector.errors import Forbidden, NotFound, UnprocessableEntity
 from collector.identity.roles import Identity, Role
 from collector.personas.service import builtin_personas, personas_for_tenant
@@ -1382,7 +1383,7 @@ def alerts_page(session: Session, identity: Identity, filters: Filters) -> dict[
     statuses = ALERT_STATUSES if ctx.filters.status == "all" else (ctx.filters.status,)
     alerts = repo.alerts(ctx.tenant, statuses)
     device_ids = [u for a in alerts if a.scope == "device" and (u := _uuid(a.scope_key))]
-    hostnames = repo.hostnames(device_ids)
+    hostnames = DeviceRepository(repo.session).hostnames(device_ids)
     rank = {s: i for i, s in enumerate(SEVERITIES)}
     rows = [{**_alert_row(a, hostnames), "rank": rank.get(a.severity, 9)} for a in alerts]
     table = _table(
@@ -1471,7 +1472,7 @@ def alert_page(
     ids = [u for s in (alert.affected_device_ids or []) if (u := _uuid(str(s)))]
     if alert.scope == "device" and (u := _uuid(alert.scope_key)) and u not in ids:
         ids.insert(0, u)
-    hostnames = repo.hostnames(ids)
+    hostnames = DeviceRepository(repo.session).hostnames(ids)
     affected = [
         {"hostname": hostnames.get(u, str(u)), "device_id": u, "href": f"/devices/{u}"}
         for u in ids

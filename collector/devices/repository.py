@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -19,6 +20,18 @@ class DeviceRepository:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+
+    def hostnames(self, device_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+        """Hostname of each device id (unknown ids are absent), in chunks that stay under
+        both backends' bound-parameter limits."""
+        ids = list(dict.fromkeys(device_ids))
+        out: dict[uuid.UUID, str] = {}
+        for i in range(0, len(ids), 500):
+            rows = self.session.execute(
+                select(Device.id, Device.hostname).where(Device.id.in_(ids[i : i + 500]))
+            )
+            out.update({r[0]: r[1] for r in rows})
+        return out
 
     def add(self, device: Device, token: DeviceToken) -> None:
         """Stage a new device with its token."""

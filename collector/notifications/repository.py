@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from collector.devices.models import Device
 from collector.notifications.models import NotificationDelivery, Webhook
 
 __all__ = ["PENDING", "NotificationRepository"]
@@ -77,15 +76,6 @@ class NotificationRepository:
         return {
             w.id: w for w in self.session.scalars(select(Webhook).where(Webhook.id.in_(wanted)))
         }
-
-    def hostnames(self, device_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
-        """Hostnames of these devices."""
-        if not device_ids:
-            return {}
-        rows = self.session.execute(
-            select(Device.id, Device.hostname).where(Device.id.in_(list(device_ids)))
-        )
-        return {r[0]: r[1] for r in rows}
 
     # --- deliveries
 

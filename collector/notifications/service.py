@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from collector.alerts.models import Alert
 from collector.db import utcnow
+from collector.devices.repository import DeviceRepository
 from collector.errors import Forbidden, NotFound, UnprocessableEntity, loc_to_field
 from collector.identity.roles import Identity, Role
 from collector.notifications.models import NotificationDelivery, Webhook
@@ -222,7 +223,7 @@ def enqueue_alert_event(session: Session, alert: Alert, event: str) -> int:
                 ids.append(uuid.UUID(str(raw)))
             except ValueError:
                 continue
-        hostnames = repo.hostnames(ids)
+        hostnames = DeviceRepository(repo.session).hostnames(ids)
     snapshot = alert_snapshot(alert, hostnames)
     now = utcnow()
     unsent = repo.unsent_updates(alert.id, now) if event == "updated" else {}

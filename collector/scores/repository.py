@@ -258,13 +258,6 @@ class ScoresRepository:
             row[0] for row in self.session.execute(stmt) if (row[1] or {}).get("group") == group
         )
 
-    def hostnames(self, device_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
-        """Hostname of each device id."""
-        rows = self.session.execute(
-            select(Device.id, Device.hostname).where(Device.id.in_(device_ids))
-        )
-        return {row[0]: row[1] for row in rows}
-
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):

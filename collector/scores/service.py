@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from collector.db import utcnow
 from collector.devices.models import Device
+from collector.devices.repository import DeviceRepository
 from collector.errors import NotFound, UnprocessableEntity
 from collector.identity.roles import Identity
 from collector.personas.service import default_persona_name, personas_for_tenant
@@ -261,7 +262,7 @@ def list_scores(
     offset = window - 1
     ids = list(dev_index)
     if level == "device":
-        hostnames = repo.hostnames(ids)
+        hostnames = DeviceRepository(repo.session).hostnames(ids)
         items = []
         for d, device in enumerate(ids):
             for k, day in enumerate(days):
@@ -426,7 +427,7 @@ def explain(
     for r in scored:
         per_device[r.device_id].append(float(r.score))
     worst = sorted(per_device.items(), key=lambda kv: sum(kv[1]) / len(kv[1]))[:10]
-    hostnames = repo.hostnames([d for d, _ in worst])
+    hostnames = DeviceRepository(repo.session).hostnames([d for d, _ in worst])
     apps: dict[str, float] = defaultdict(float)
     for a in repo.app_days(scope_tenant, start, end, app_name=key if level == "app" else None):
         if device_ids is not None or persona is None or a.persona == persona:

@@ -31,6 +31,7 @@ from collector.alerts.detection import (
 )
 from collector.alerts.models import Alert
 from collector.alerts.repository import AlertRepository
+from collector.db import utcnow
 from collector.devices.repository import DeviceRepository
 from collector.errors import Forbidden, NotFound, UnprocessableEntity
 from collector.identity.roles import Identity, Role
@@ -41,6 +42,7 @@ from collector.tickets.service import first_ticket_at, match_tickets_to_alerts
 
 __all__ = [
     "LOOKBACK_DAYS",
+    "REPLAY_AFTER",
     "RESOLVE_AFTER",
     "STATUSES",
     "alert_out",
@@ -52,6 +54,8 @@ __all__ = [
 ]
 
 RESOLVE_AFTER: Final = timedelta(hours=24)
+REPLAY_AFTER: Final = timedelta(hours=1)
+"""A detection run for a time further back than this is a replay (it notifies no one)."""
 """An active alert no detector confirmed for this long resolves itself."""
 
 LOOKBACK_DAYS: Final = 28
@@ -114,9 +118,15 @@ def _apply(alert: Alert, c: Candidate, as_of: datetime) -> None:
 
 
 def detect_tenant(
-    session: Session, tenant_id: uuid.UUID, as_of: datetime, s: DetectionSettings | None = None
+    session: Session,
+    tenant_id: uuid.UUID,
+    as_of: datetime,
+    s: DetectionSettings | None = None,
+    *,
+    replay: bool = False,
 ) -> dict[str, int]:
-    """Run the detectors for one tenant and reconcile its alerts; commits."""
+    """Run the detectors for one tenant and reconcile its alerts; commits. With ``replay``
+    (``as_of`` in the past) the alert events are recorded but not sent to webhooks."""
     settings = s or DetectionSettings()
     repo = AlertRepository(session)
     for later in repo.alerts_detected_after(tenant_id, as_of):
@@ -147,20 +157,20 @@ def detect_tenant(
             )
             _apply(alert, c, as_of)
             repo.add(alert)
-            enqueue_alert_event(session, alert, "opened")
+            enqueue_alert_event(session, alert, "opened", replay=replay)
             counts["opened"] += 1
         else:
             grew = len(set(existing.affected_device_ids) | {str(d) for d in c.affected})
             grew_from = existing.affected_count
             _apply(existing, c, as_of)
             if grew > grew_from:  # tell receivers when it grows, not on every hourly check
-                enqueue_alert_event(session, existing, "updated")
+                enqueue_alert_event(session, existing, "updated", replay=replay)
             counts["updated"] += 1
     for stale in active.values():
         if stale.updated_at <= as_of - RESOLVE_AFTER:
             stale.status = "resolved"
             stale.resolved_at = as_of
-            enqueue_alert_event(session, stale, "resolved")
+            enqueue_alert_event(session, stale, "resolved", replay=replay)
             counts["resolved"] += 1
     counts["tickets_matched"] = match_tickets_to_alerts(session, tenant_id, now=as_of)
     session.commit()
@@ -177,10 +187,17 @@ def _reopened(session: Session, tenant_id: uuid.UUID, as_of: datetime) -> list[A
 
 
 def run_detection(session: Session, settings: Settings, as_of: datetime) -> dict[str, Any]:
-    """The ``detect`` job: every tenant with devices (see the module doc)."""
+    """The ``detect`` job: every tenant with devices (see the module doc).
+
+    A run more than :data:`REPLAY_AFTER` in the past is a replay: its alert events are
+    recorded as suppressed deliveries, so replaying last month does not page anyone today.
+    """
+    del settings
+    replay = as_of < utcnow() - REPLAY_AFTER
     totals = {"tenants": 0, "opened": 0, "updated": 0, "resolved": 0, "tickets_matched": 0}
+    totals["replay"] = int(replay)
     for tenant_id in ScoresRepository(session).tenants_with_devices():
-        counts = detect_tenant(session, tenant_id, as_of)
+        counts = detect_tenant(session, tenant_id, as_of, replay=replay)
         totals["tenants"] += 1
         for k, v in counts.items():
             totals[k] += v

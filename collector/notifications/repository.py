@@ -19,10 +19,13 @@ from sqlalchemy.orm import Session
 
 from collector.notifications.models import NotificationDelivery, Webhook
 
-__all__ = ["PENDING", "NotificationRepository"]
+__all__ = ["PENDING", "SUPPRESSED", "NotificationRepository"]
 
 PENDING = "pending"
 """Status of a delivery still to be (re)tried."""
+SUPPRESSED = "suppressed"
+"""Status of a delivery recorded but never sent: raised by a replay of the past
+(``collector jobs --as-of``), which must not notify anyone today."""
 
 
 class NotificationRepository:

@@ -20,7 +20,7 @@ from collector.errors import Forbidden, NotFound, UnprocessableEntity, loc_to_fi
 from collector.identity.roles import Identity, Role
 from collector.notifications.models import NotificationDelivery, Webhook
 from collector.notifications.payloads import alert_snapshot
-from collector.notifications.repository import PENDING, NotificationRepository
+from collector.notifications.repository import PENDING, SUPPRESSED, NotificationRepository
 from collector.notifications.schemas import (
     DEFAULT_EVENTS,
     EVENTS,
@@ -192,7 +192,7 @@ def list_deliveries(
     )
 
 
-def enqueue_alert_event(session: Session, alert: Alert, event: str) -> int:
+def enqueue_alert_event(session: Session, alert: Alert, event: str, *, replay: bool = False) -> int:
     """Queue ``event`` of ``alert`` for every matching webhook of the alert's tenant.
 
     A webhook matches when it is enabled, subscribes to ``event`` and its
@@ -202,7 +202,8 @@ def enqueue_alert_event(session: Session, alert: Alert, event: str) -> int:
     if and only if the change is stored. An ``updated`` event for a webhook that still has
     an unsent ``updated`` delivery of this alert refreshes that one instead of queueing
     another (a growing alert does not flood a channel). Returns how many webhooks will get
-    the event.
+    the event. With ``replay`` (a job re-run for a past time) the deliveries are recorded
+    as ``suppressed`` and never sent.
     """
     if event not in EVENTS:
         raise ValueError(f"event must be one of {', '.join(EVENTS)}, not {event!r}")
@@ -226,7 +227,7 @@ def enqueue_alert_event(session: Session, alert: Alert, event: str) -> int:
         hostnames = DeviceRepository(repo.session).hostnames(ids)
     snapshot = alert_snapshot(alert, hostnames)
     now = utcnow()
-    unsent = repo.unsent_updates(alert.id, now) if event == "updated" else {}
+    unsent = repo.unsent_updates(alert.id, now) if event == "updated" and not replay else {}
     for delivery in unsent.values():  # one pending update says it all
         delivery.payload = snapshot
     repo.add_deliveries(
@@ -238,7 +239,7 @@ def enqueue_alert_event(session: Session, alert: Alert, event: str) -> int:
                 alert_id=alert.id,
                 event=event,
                 payload=snapshot,
-                status=PENDING,
+                status=SUPPRESSED if replay else PENDING,
                 attempts=0,
                 next_attempt_at=now,
                 created_at=now,

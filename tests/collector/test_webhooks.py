@@ -619,6 +619,43 @@ def test_unsent_updates_coalesce(fresh: Tenant, db: sa.Engine, receiver: Receive
     assert updated.payload["affected_devices"]["count"] == 4
 
 
+def test_a_replay_records_its_events_but_sends_nothing(
+    collector: CollectorProcess, fresh: Tenant, db: sa.Engine, receiver: Receiver
+) -> None:
+    """Events queued by a replay (``jobs --as-of`` in the past) are kept as suppressed and
+    the notify job never sends them; a live event to the same webhook still goes out."""
+    path = f"/replay-{uuid.uuid4().hex[:8]}"
+    _webhook(collector, fresh.api_key, url=receiver.url + path, kind="generic",
+             events=["opened"])  # fmt: skip
+    with make_sessionmaker(db)() as session:
+        onset = now_utc() - timedelta(days=20)
+        alert = Alert(
+            tenant_id=uuid.UUID(fresh.tenant_id),
+            fingerprint=f"replay|{uuid.uuid4()}",
+            kind="change_point",
+            scope="app",
+            scope_key="teams.exe",
+            metric="app_hangs",
+            title="Teams hangs (replayed)",
+            severity="high",
+            status="open",
+            onset=onset,
+            detected_at=onset + timedelta(hours=3),
+            affected_count=0,
+            affected_device_ids=[],
+            evidence={},
+        )
+        session.add(alert)
+        assert enqueue_alert_event(session, alert, "opened", replay=True) == 1
+        session.commit()
+    assert [d.status for d in _deliveries(db, alert.id).values()] == ["suppressed"]
+    live = _alert(db, fresh.tenant_id, title="Teams hangs (live)")
+    _jobs(collector)
+    assert [d.status for d in _deliveries(db, alert.id).values()] == ["suppressed"]
+    titles = [r.json()["title"] for r in receiver.at(path)]
+    assert titles == ["Teams hangs (live)"] and live.id
+
+
 def test_backoff_and_retry_after_parsing() -> None:
     rng = random.Random(7)
     for attempt in range(1, 12):

@@ -108,6 +108,7 @@ class AgentRuntime:
             config.state_dir / "spool.db",
             max_bytes=config.spool.max_bytes,
             max_age_days=config.spool.max_age_days,
+            boot_id=platform.boot_id(),
         )
         self.runner = SamplerRunner()
         self.registry = load_builtin_samplers()

@@ -10,12 +10,20 @@ Bounds: when the spool holds more than ``max_bytes``, the oldest *bulk* events n
 batch are dropped first and counted; critical events (crashes, survey answers, boots, sign-ins,
 software changes) are never dropped for space. Events older than ``max_age_days`` are expired
 (counted), because the collector would refuse them anyway.
+
+Clocks: each event is stored with its wall-clock ``created`` time and, because the wall clock
+jumps (NTP, a user, a VM resumed), with a reading of the boot clock (:func:`boot_clock`) and the
+boot it belongs to. Within one boot the boot clock gives an event's true age; the uploader uses
+it to decide when a batch is due and to re-stamp events stamped by a clock that ran fast.
+Spool files of older agents are migrated in place (their rows have no boot-clock reading and
+are aged by the wall clock).
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import threading
 import time
 import uuid
@@ -37,6 +45,7 @@ __all__ = [
     "Spool",
     "SpoolBatch",
     "SpoolStats",
+    "boot_clock",
     "read_marks",
     "read_stats",
 ]
@@ -76,7 +85,9 @@ CREATE TABLE IF NOT EXISTS events (
     created REAL NOT NULL,
     body TEXT NOT NULL,
     size INTEGER NOT NULL,
-    batch_id TEXT
+    batch_id TEXT,
+    mono REAL,
+    boot TEXT
 );
 CREATE INDEX IF NOT EXISTS events_batch ON events (batch_id, seq);
 CREATE TABLE IF NOT EXISTS batches (
@@ -95,6 +106,25 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+_MIGRATIONS = (
+    ("bulk", "ALTER TABLE events ADD COLUMN bulk INTEGER NOT NULL DEFAULT 1"),
+    ("mono", "ALTER TABLE events ADD COLUMN mono REAL"),
+    ("boot", "ALTER TABLE events ADD COLUMN boot TEXT"),
+)
+"""Columns of ``events`` added since the first spool format, and how to add each."""
+
+
+def boot_clock() -> float:
+    """Seconds on a clock that never jumps and counts from this boot.
+
+    Linux: ``CLOCK_BOOTTIME`` (it goes on during suspend, like ``boot_id`` it is per boot);
+    elsewhere :func:`time.monotonic` (macOS and Windows count it from boot as well, but it
+    may stand still while the machine sleeps, so ages read from it are never too long).
+    """
+    if sys.platform == "linux":
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+    return time.monotonic()  # pragma: no cover - exercised off Linux
+
 
 @dataclass(frozen=True)
 class SpoolBatch:
@@ -103,6 +133,9 @@ class SpoolBatch:
     batch_id: str
     events_json: tuple[str, ...]
     attempts: int
+    ages_s: tuple[float | None, ...] = ()
+    """Per event, its age on the boot clock when the batch was read (None: the event was
+    spooled in an earlier boot or by an agent that did not record it)."""
 
     def __len__(self) -> int:
         return len(self.events_json)
@@ -110,12 +143,19 @@ class SpoolBatch:
 
 @dataclass(frozen=True)
 class Pending:
-    """What waits to be sent: events (in a batch or not), their bytes, the oldest's age."""
+    """What waits to be sent: events (in a batch or not), their bytes, the oldest's age.
+
+    ``oldest_age_s`` is how long the oldest waiting event has waited, never negative: the
+    larger of its boot-clock age (events spooled in this boot) and its wall-clock age; an
+    event whose wall-clock ``created`` lies ahead of the clock now (the clock was set back
+    since) counts as waiting forever (``inf``), so a backward jump never holds events back.
+    """
 
     events: int
     bytes: int
     unbatched_bytes: int
     oldest_created: float | None
+    oldest_age_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -154,8 +194,10 @@ class SpoolStats:
 class Spool:
     """The durable event queue of one agent (thread-safe; one writer connection).
 
-    ``clock`` (wall-clock seconds) is injected so tests control expiry; the uploader thread
-    and the sampling thread share one instance.
+    ``clock`` (wall-clock seconds) and ``monotonic`` (the boot clock, :func:`boot_clock`) are
+    injected so tests control expiry and ages; ``boot_id`` names the current boot (the
+    platform's boot id). Without one, boot-clock readings are trusted only for events this
+    instance spooled itself. The uploader thread and the sampling thread share one instance.
     """
 
     def __init__(
@@ -166,12 +208,17 @@ class Spool:
         max_age_days: float = 30.0,
         quarantine_max_bytes: int = _QUARANTINE_MAX_BYTES,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = boot_clock,
+        boot_id: str | None = None,
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.quarantine_max_bytes = quarantine_max_bytes
         self.max_age_s = max_age_days * 86400
         self._clock = clock
+        self._monotonic = monotonic
+        self.boot_id = f"boot:{boot_id}" if boot_id else f"process:{uuid.uuid4()}"
+        """The boot key stored with each event (its boot-clock reading is valid in it)."""
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
@@ -180,9 +227,16 @@ class Spool:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(events)")}
-        if "bulk" not in columns:  # a spool written by an earlier build
-            self._db.execute("ALTER TABLE events ADD COLUMN bulk INTEGER NOT NULL DEFAULT 1")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns a spool written by an earlier build lacks (in one transaction, so
+        two processes opening an old file at once cannot both add a column)."""
+        with self._tx() as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+            for column, statement in _MIGRATIONS:
+                if column not in columns:
+                    db.execute(statement)
 
     def close(self) -> None:
         """Close the database connection."""
@@ -229,6 +283,7 @@ class Spool:
         ``events_appended_total`` grows in that transaction too.
         """
         now = self._clock()
+        mono = self._monotonic()
         rows = []
         for event in events:
             body = dumps(event)
@@ -242,6 +297,8 @@ class Spool:
                     now,
                     body,
                     len(body.encode()),
+                    mono,
+                    self.boot_id,
                 )
             )
         if not rows and not marks:
@@ -249,8 +306,9 @@ class Spool:
         with self._tx() as db:
             if rows:
                 db.executemany(
-                    "INSERT INTO events (event_id, type, critical, bulk, created, body, size) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO events "
+                    "(event_id, type, critical, bulk, created, body, size, mono, boot) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
                 self._bump(db, "events_appended_total", len(rows))
@@ -296,12 +354,30 @@ class Spool:
     def pending(self) -> Pending:
         """What waits to be sent (the uploader's flush decision reads this)."""
         with self._lock:
-            count, size, loose, oldest = self._db.execute(
+            count, size, loose, oldest, oldest_mono = self._db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(size), 0), "
                 "COALESCE(SUM(CASE WHEN batch_id IS NULL THEN size ELSE 0 END), 0), "
-                "MIN(created) FROM events"
+                "MIN(created), MIN(CASE WHEN boot = ? THEN mono END) FROM events",
+                (self.boot_id,),
             ).fetchone()
-        return Pending(int(count), int(size), int(loose), oldest)
+            now, mono = self._clock(), self._monotonic()
+        age: float | None = None
+        if oldest is not None:
+            age = now - oldest if now >= oldest else float("inf")
+        if oldest_mono is not None:
+            age = max(age or 0.0, mono - oldest_mono)
+        return Pending(int(count), int(size), int(loose), oldest, age)
+
+    def _batch(self, db: sqlite3.Connection, batch_id: str, attempts: int) -> SpoolBatch:
+        mono = self._monotonic()
+        rows = db.execute(
+            "SELECT body, mono, boot FROM events WHERE batch_id = ? ORDER BY seq", (batch_id,)
+        ).fetchall()
+        ages = tuple(
+            max(0.0, mono - r[1]) if r[1] is not None and r[2] == self.boot_id else None
+            for r in rows
+        )
+        return SpoolBatch(batch_id, tuple(r[0] for r in rows), attempts, ages)
 
     def begin_batch(self, max_events: int, max_bytes: int) -> SpoolBatch | None:
         """The next batch to send, or None when the spool is empty.
@@ -316,11 +392,9 @@ class Spool:
                 "SELECT batch_id, attempts FROM batches ORDER BY created, rowid LIMIT 1"
             ).fetchone()
             if row is not None:
-                bodies = db.execute(
-                    "SELECT body FROM events WHERE batch_id = ? ORDER BY seq", (row[0],)
-                ).fetchall()
-                if bodies:
-                    return SpoolBatch(row[0], tuple(b[0] for b in bodies), int(row[1]))
+                formed = self._batch(db, row[0], int(row[1]))
+                if formed.events_json:
+                    return formed
                 db.execute("DELETE FROM batches WHERE batch_id = ?", (row[0],))
             chosen: list[int] = []
             size = 0
@@ -341,10 +415,7 @@ class Spool:
             db.executemany(
                 "UPDATE events SET batch_id = ? WHERE seq = ?", [(batch_id, s) for s in chosen]
             )
-            bodies = db.execute(
-                "SELECT body FROM events WHERE batch_id = ? ORDER BY seq", (batch_id,)
-            ).fetchall()
-            return SpoolBatch(batch_id, tuple(b[0] for b in bodies), 0)
+            return self._batch(db, batch_id, 0)
 
     def accept(self, batch_id: str) -> None:
         """The collector stored (or already had) the batch: delete its events, count it."""

@@ -8,11 +8,20 @@ event is older than ``max_batch_age_s`` (± ``flush_jitter``). What to do with e
 decided by the pure function :func:`decide`; retries wait on a :class:`agent.backoff.Backoff`.
 Outcomes are counted in the spool's meta table (uploads, failures, last upload, last error)
 so ``dexscope agent status`` can read them from another process.
+
+Clock jumps: the collector corrects skew with one offset per batch (``received_at -
+sent_at``), so an event stamped by a clock that ran fast and sent after the clock was set
+back would land in the future and the batch would be refused. Each time a batch is sent,
+:func:`restamp` therefore re-derives such an event's ``ts`` from the wall clock now minus the
+event's age on the boot clock (read from the spool); batch ages come from the spool too
+(boot clock and wall clock, see :class:`agent.spool.Pending`), never from a negative
+difference of wall-clock times.
 """
 
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import random
 import time
@@ -25,7 +34,7 @@ import httpx
 from agent.backoff import Backoff, parse_retry_after
 from agent.config import UploadSettings
 from agent.enroll import server_error_message
-from agent.jsonutil import dumps
+from agent.jsonutil import dumps, utc_iso
 from agent.spool import Spool, SpoolBatch
 from agent.state import Identity
 from dexscope import __version__
@@ -34,12 +43,14 @@ from dexscope.wire import SCHEMA_VERSION
 __all__ = [
     "IDLE_WAIT_S",
     "MIN_WAIT_S",
+    "RESTAMP_TOLERANCE_S",
     "Accept",
     "Decision",
     "Reject",
     "Retry",
     "Uploader",
     "decide",
+    "restamp",
 ]
 
 log = logging.getLogger(__name__)
@@ -102,8 +113,43 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat()
+RESTAMP_TOLERANCE_S = 60.0
+"""How far an event's ``ts`` may lie after the latest moment it can have happened before
+:func:`restamp` replaces it (clocks drift and NTP slews by less)."""
+
+
+def restamp(
+    events_json: tuple[str, ...], ages_s: tuple[float | None, ...], now: float
+) -> tuple[str, ...]:
+    """The events with each ``ts`` that lies in the future of the event re-derived.
+
+    An event spooled ``age`` seconds ago (its boot-clock age, ``ages_s[i]``) cannot have
+    happened after ``now - age`` (``now``: wall-clock seconds, the batch's ``sent_at``); one
+    without a known age (spooled in an earlier boot, or by an older agent) not after ``now``.
+    A ``ts`` more than :data:`RESTAMP_TOLERANCE_S` past that bound was taken from a clock that
+    ran fast and has been set back since: it becomes the bound. Earlier stamps are kept as
+    they are, since an event may well predate its spooling (a crash read from a log, a boot);
+    unchanged events keep their exact text.
+    """
+    out = []
+    for i, text in enumerate(events_json):
+        age = ages_s[i] if i < len(ages_s) else None
+        out.append(_restamped(text, now - max(0.0, age) if age is not None else now))
+    return tuple(out)
+
+
+def _restamped(text: str, bound: float) -> str:
+    try:
+        event = json.loads(text)
+        ts = datetime.fromisoformat(event["ts"])
+    except (ValueError, KeyError, TypeError):  # not ours to repair: the collector says why
+        return text
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    if ts.timestamp() <= bound + RESTAMP_TOLERANCE_S:
+        return text
+    event["ts"] = utc_iso(datetime.fromtimestamp(bound, UTC))
+    return dumps(event)
 
 
 IDLE_WAIT_S = 60.0
@@ -116,8 +162,9 @@ class Uploader:
     """Sends the spooled batches of one enrolled device.
 
     Runs in its own thread in ``agent run`` (so a slow or hanging collector never blocks
-    sampling). ``clock`` is wall-clock seconds (the spool's ``created`` times); ``rng``
-    draws the flush jitter and the backoff jitter.
+    sampling). ``clock`` is the wall clock (seconds) that stamps ``sent_at`` and bounds the
+    events' ``ts`` (:func:`restamp`); batch ages come from the spool. ``rng`` draws the flush
+    jitter and the backoff jitter.
     """
 
     def __init__(
@@ -162,22 +209,38 @@ class Uploader:
             return True
         if pending.unbatched_bytes >= self.settings.max_batch_bytes:
             return True
-        oldest = pending.oldest_created
-        return oldest is not None and self._clock() - oldest >= self._age_limit
+        age = pending.oldest_age_s
+        return age is not None and age >= self._age_limit
 
     def body(self, batch: SpoolBatch) -> bytes:
-        """The gzip-compressed JSON of a :class:`dexscope.wire.Batch` for ``batch``."""
+        """The gzip-compressed JSON of a :class:`dexscope.wire.Batch` for ``batch``.
+
+        ``sent_at`` is the wall clock now; events stamped after they can have happened are
+        re-stamped against that same reading (:func:`restamp`), so the collector's one offset
+        per batch puts none of them in the future. The batch id and event ids stay the same,
+        so a re-sent batch is still recognised as a replay.
+        """
+        now = self._clock()
+        events = restamp(batch.events_json, batch.ages_s, now)
+        changed = sum(a is not b for a, b in zip(events, batch.events_json, strict=True))
+        if changed:
+            log.info(
+                "batch %s: %d event time(s) lay ahead of the clock (it was set back): "
+                "re-stamped from their age",
+                batch.batch_id,
+                changed,
+            )
         head = dumps(
             {
                 "batch_id": batch.batch_id,
                 "device_id": self.identity.device_id,
                 "agent_version": __version__,
                 "schema_version": SCHEMA_VERSION,
-                "sent_at": _now_iso(),
+                "sent_at": utc_iso(datetime.fromtimestamp(now, UTC)),
             }
         )
         # The events are already JSON text in the spool: splice them in as they are.
-        text = head[:-1] + ',"events":[' + ",".join(batch.events_json) + "]}"
+        text = head[:-1] + ',"events":[' + ",".join(events) + "]}"
         return gzip.compress(text.encode(), compresslevel=6)
 
     def send_one(self) -> Decision | None:
@@ -267,12 +330,12 @@ class Uploader:
         """Seconds until a batch is due with what the spool holds now (``IDLE_WAIT_S`` when
         it is empty)."""
         pending = self.spool.pending()
-        if pending.events == 0 or pending.oldest_created is None:
+        if pending.events == 0 or pending.oldest_age_s is None:
             return IDLE_WAIT_S
         if (
             pending.events >= self.settings.max_batch_events
             or pending.unbatched_bytes >= self.settings.max_batch_bytes
         ):
             return 0.0
-        wait = pending.oldest_created + self._age_limit - self._clock()
+        wait = self._age_limit - pending.oldest_age_s
         return min(max(wait, MIN_WAIT_S), IDLE_WAIT_S)

@@ -244,29 +244,20 @@ def _jumping_round_trip(
     return durations, sampler, spool
 
 
-def _patch_sent_at(monkeypatch: pytest.MonkeyPatch, wall: Clock) -> None:
-    """``sent_at`` follows the injected wall clock (``agent.uploader._now_iso`` is the only
-    wall-clock read of the uploader that is not injectable)."""
-    monkeypatch.setattr(
-        "agent.uploader._now_iso", lambda: datetime.fromtimestamp(wall(), UTC).isoformat()
-    )
-
-
 def test_clock_jumping_forward_gives_no_negative_duration_and_no_rejected_batch(
     collector: tuple[CollectorProcess, Tenant],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The wall clock jumps 1 h forward, then 30 min forward; a perf clock runs backwards.
 
     The agent's whole wall clock is the injected one (spool, uploader, event times,
-    ``sent_at``). The real collector corrects the offset and accepts every batch; every
-    event is stored once; no sampler duration is negative; no event expires.
+    ``sent_at``); the boot clock is the real one. The real collector corrects the offset
+    and accepts every batch; every event is stored once; no sampler duration is negative;
+    no event expires.
     """
     process, tenant = collector
     identity = _identity(process, tenant, "ws-clock-fwd")
     wall = Clock()
-    _patch_sent_at(monkeypatch, wall)
     durations, sampler, spool = _jumping_round_trip(
         process, identity, tmp_path / "state", wall, (0.0, 3600.0, 1800.0)
     )
@@ -280,27 +271,19 @@ def test_clock_jumping_forward_gives_no_negative_duration_and_no_rejected_batch(
     assert sorted(stored) == sorted(sampler.produced)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a batch holding events spooled before a backward wall-clock jump of more than "
-    "max_future_skew_s (600 s) and sent after it is rejected whole with 422 'events[0].ts: ... "
-    "is more than 600 s in the future' and quarantined: the collector shifts every event by "
-    "the one offset received_at - sent_at, which pushes the pre-jump events into the future; "
-    "the agent never re-stamps nor splits such a batch",
-)
 def test_clock_jumping_back_rejects_no_batch(
     collector: tuple[CollectorProcess, Tenant],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The wall clock jumps 1 h back (as when NTP corrects a fast clock), then 2 h forward.
 
-    Every batch should be accepted and every event stored once; no duration negative.
+    The events spooled before the jump carry times an hour ahead of the clock at upload;
+    the uploader re-stamps them from their boot-clock age, so every batch is accepted and
+    every event stored once; no duration negative.
     """
     process, tenant = collector
     identity = _identity(process, tenant, "ws-clock-back")
     wall = Clock()
-    _patch_sent_at(monkeypatch, wall)
     durations, sampler, spool = _jumping_round_trip(
         process, identity, tmp_path / "state", wall, (0.0, -3600.0, 7200.0)
     )
@@ -317,18 +300,11 @@ def test_clock_jumping_back_rejects_no_batch(
     assert sorted(stored) == sorted(sampler.produced)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Uploader.due()/next_due_in_s() compare clock() - oldest_created with the age "
-    "limit; after a backward wall-clock jump that difference is negative, so spooled events "
-    "(short of a full batch) are held until the clock catches up (the jump's length, e.g. "
-    "1 h) and the loop sleeps IDLE_WAIT_S (60 s) passes meanwhile",
-)
 def test_a_backward_clock_jump_does_not_hold_events_back(tmp_path: Path) -> None:
     """Events spooled just before the clock goes back 1 h become due within the batch age.
 
-    The uploader decides on ``now - oldest_created``; after a backward jump that difference
-    is negative, so without a guard the events wait until the clock catches up (an hour).
+    Deciding on ``now - oldest_created`` alone, the difference is negative after a backward
+    jump and the events would wait until the clock catches up (an hour).
     """
     wall = Clock()
     spool = Spool(tmp_path / "spool.db", clock=wall)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
+import sqlite3
 import stat
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.spool import BULK_TYPES, CRITICAL_TYPES, Spool, read_stats
+from agent.spool import BULK_TYPES, CRITICAL_TYPES, Spool, boot_clock, read_stats
 
 
 def event(kind: str = "resource_sample", pad: int = 0) -> dict[str, Any]:
@@ -203,3 +205,120 @@ def test_events_critical_and_bulk_sets_cover_the_wire() -> None:
     assert CRITICAL_TYPES.isdisjoint(BULK_TYPES)
     assert set(EVENT_TYPES) >= CRITICAL_TYPES | BULK_TYPES
     assert set(EVENT_TYPES) - CRITICAL_TYPES - BULK_TYPES == {"app_hang"}
+
+
+class Tick:
+    """An injected clock (seconds) the tests move by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+OLD_SCHEMA = """
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    critical INTEGER NOT NULL,
+    created REAL NOT NULL,
+    body TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    batch_id TEXT
+);
+CREATE INDEX events_batch ON events (batch_id, seq);
+CREATE TABLE batches (
+    batch_id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+"""The spool of the first agent builds: no ``bulk``, no boot-clock columns, no quarantine."""
+
+
+def test_a_spool_of_an_older_agent_is_migrated_and_drains(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    old = sqlite3.connect(path)
+    old.executescript(OLD_SCHEMA)
+    body = json.dumps({"event_id": str(uuid.uuid4()), "ts": "2026-01-01T00:00:00+00:00"})
+    old.execute(
+        "INSERT INTO events (event_id, type, critical, created, body, size) "
+        "VALUES ('e1', 'app_crash', 1, 1000.0, ?, ?)",
+        (body, len(body)),
+    )
+    old.commit()
+    old.close()
+    wall, mono = Tick(1060.0), Tick(50.0)
+    spool = Spool(path, clock=wall, monotonic=mono, boot_id="b1")
+    columns = {row[1] for row in spool._db.execute("PRAGMA table_info(events)")}
+    assert {"bulk", "mono", "boot"} <= columns
+    pending = spool.pending()
+    assert pending.events == 1 and pending.oldest_age_s == 60.0  # the wall clock only
+    spool.append([event()])
+    batch = spool.begin_batch(10, 1 << 20)
+    assert batch is not None and batch.events_json[0] == body
+    assert batch.ages_s == (None, 0.0)  # the old row has no boot-clock reading
+    spool.accept(batch.batch_id)
+    assert spool.stats().events == 0
+    spool.close()
+    Spool(path).close()  # opening a migrated spool again changes nothing
+
+
+def test_ages_come_from_the_boot_clock_within_a_boot(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    wall, mono = Tick(1_000_000.0), Tick(500.0)
+    spool = Spool(path, clock=wall, monotonic=mono, boot_id="b1")
+    spool.append([event()])
+    mono.now += 40.0
+    wall.now += 40.0 - 35.0  # 40 s pass, and the wall clock is set back 35 s
+    assert spool.pending().oldest_age_s == 40.0
+    batch = spool.begin_batch(10, 1 << 20)
+    assert batch is not None and batch.ages_s == (40.0,)
+    spool.keep(batch.batch_id, "HTTP 503")
+    mono.now += 5.0
+    spool.close()
+
+    same_boot = Spool(path, clock=wall, monotonic=mono, boot_id="b1")  # the agent restarted
+    retry = same_boot.begin_batch(10, 1 << 20)
+    assert retry is not None and retry.batch_id == batch.batch_id and retry.ages_s == (45.0,)
+    same_boot.close()
+
+    mono.now = 3.0  # a reboot: the boot clock starts again
+    next_boot = Spool(path, clock=wall, monotonic=mono, boot_id="b2")
+    retry = next_boot.begin_batch(10, 1 << 20)
+    assert retry is not None and retry.ages_s == (None,)
+    assert next_boot.pending().oldest_age_s == 5.0  # the wall clock's age (40 - 35 s)
+    next_boot.close()
+
+
+def test_an_event_created_ahead_of_the_wall_clock_counts_as_due(tmp_path: Path) -> None:
+    """Spooled in an earlier boot, then the clock went back: its age is unknown, not < 0."""
+    path = tmp_path / "spool.db"
+    wall = Tick(1_000_000.0)
+    Spool(path, clock=wall, boot_id="b1").append([event()])
+    wall.now -= 3600.0
+    spool = Spool(path, clock=wall, boot_id="b2")
+    assert spool.pending().oldest_age_s == math.inf
+    spool.close()
+
+
+def test_without_a_boot_id_only_this_spools_readings_count(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    mono = Tick(10.0)
+    first = Spool(path, monotonic=mono)
+    first.append([event()])
+    first.close()
+    second = Spool(path, monotonic=mono)
+    second.append([event()])
+    batch = second.begin_batch(10, 1 << 20)
+    assert batch is not None and batch.ages_s == (None, 0.0)
+    second.close()
+
+
+def test_the_boot_clock_never_goes_back() -> None:
+    readings = [boot_clock() for _ in range(1000)]
+    assert readings == sorted(readings) and readings[0] > 0

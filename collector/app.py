@@ -21,6 +21,7 @@ from collector.health.router import router as health_router
 from collector.ingest.router import router as ingest_router
 from collector.metrics import CollectorMetrics
 from collector.notifications.router import router as notifications_router
+from collector.openapi import install_openapi
 from collector.personas.router import router as personas_router
 from collector.ratelimit import RateLimits, enroll_ip_limit, ingest_device_limit, ingest_ip_limit
 from collector.scores.router import router as scores_router
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = CollectorMetrics()
     app.state.rate_limits = RateLimits(settings)
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(health_router)
     # Rate limits (429 rate_limited + Retry-After) run before the route reads the body: the
     # address first (before authentication), then the device its token names.

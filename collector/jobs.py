@@ -21,6 +21,7 @@ from collector.alerts.service import run_detection
 from collector.db import make_sessionmaker, utcnow
 from collector.ingest.repository import IngestRepository
 from collector.notifications.delivery import run_notify
+from collector.scores.repository import ScoresRepository
 from collector.scores.service import run_scoring
 from collector.settings import Settings
 from collector.xlas.service import run_xla
@@ -34,19 +35,30 @@ Job = Callable[[Session, Settings, datetime], dict[str, Any]]
 
 
 def retention(session: Session, settings: Settings, as_of: datetime) -> dict[str, Any]:
-    """Delete raw events older than ``raw_retention_days`` and stale idempotency records.
+    """Delete raw events older than ``raw_retention_days``, stale idempotency records, and
+    daily rollups older than ``rollup_retention_days``.
 
     Idempotency records are kept a day longer than the oldest event the collector would
     still accept (``max_event_age_days``), so an old batch replayed can never be stored twice.
+    XLA evaluations are kept: they are small and what past reports are regenerated from.
     """
     repo = IngestRepository(session)
     event_cutoff = as_of - timedelta(days=settings.raw_retention_days)
     batch_days = max(settings.raw_retention_days, settings.max_event_age_days) + 1
     batch_cutoff = as_of - timedelta(days=batch_days)
-    return {
+    rollup_cutoff = (as_of - timedelta(days=settings.rollup_retention_days)).date()
+    summary: dict[str, Any] = {
         "events_deleted": repo.delete_events_before(event_cutoff),
         "batches_deleted": repo.delete_batches_before(batch_cutoff),
         "event_cutoff": event_cutoff.isoformat(),
+    }
+    device_days, app_days = ScoresRepository(session).delete_rollups_before(rollup_cutoff)
+    session.commit()
+    return {
+        **summary,
+        "device_days_deleted": device_days,
+        "app_days_deleted": app_days,
+        "rollup_cutoff": rollup_cutoff.isoformat(),
     }
 
 

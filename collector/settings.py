@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     max_future_skew_s: float = Field(default=600.0, ge=0)
     max_event_age_days: float = Field(default=35.0, gt=0)
     raw_retention_days: int = Field(default=30, gt=0)
+    rollup_retention_days: int = Field(
+        default=396,
+        gt=0,
+        description="daily rollups (device and app scores) older than this are deleted; "
+        "396 days = 13 months, so a year-on-year XLA report still has its month",
+    )
     scoring_receive_lag_s: float = Field(
         default=120.0,
         ge=0,

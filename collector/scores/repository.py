@@ -23,6 +23,13 @@ class ScoresRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
+    def delete_rollups_before(self, cutoff: date) -> tuple[int, int]:
+        """Delete device-day and device-app-day rollups of days before ``cutoff``; returns
+        how many of each went (rollup retention: run daily, it removes about a day)."""
+        days = self.session.execute(delete(DeviceDayScore).where(DeviceDayScore.day < cutoff))
+        apps = self.session.execute(delete(DeviceAppDay).where(DeviceAppDay.day < cutoff))
+        return int(getattr(days, "rowcount", 0) or 0), int(getattr(apps, "rowcount", 0) or 0)
+
     # -- the job ------------------------------------------------------------------------
 
     def tenants_with_devices(self) -> list[uuid.UUID]:

@@ -142,3 +142,14 @@ def test_jobs_retention_is_replayable_with_as_of(database_url: str, tmp_path) ->
     assert count_rows(database_url, "events") == 1
     # the idempotency record outlives its events (max_event_age_days + 1)
     assert count_rows(database_url, "ingest_batches") == 1
+    # daily rollups live longer (13 months by default); a shorter setting trims them
+    assert retention["device_days_deleted"] == 0
+    assert count_rows(database_url, "device_day_scores") == 2
+    again = json.loads(
+        run_cli(
+            "collector", "jobs", "--once", "--as-of", as_of, "--database-url", database_url,
+            env={"DEXSCOPE_ROLLUP_RETENTION_DAYS": "30"},
+        ).stdout
+    )["jobs"]["retention"]  # fmt: skip
+    assert again["device_days_deleted"] == 1 and again["ok"] is True
+    assert count_rows(database_url, "device_day_scores") == 1

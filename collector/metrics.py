@@ -6,9 +6,39 @@ figures; Prometheus sums them per instance label (documented in docs/architectur
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from collections.abc import Iterator
+from typing import Any
 
-__all__ = ["CollectorMetrics"]
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+
+__all__ = ["CollectorMetrics", "PoolCollector"]
+
+
+class PoolCollector(Collector):
+    """Database connection-pool figures of one engine, read at scrape time.
+
+    ``dexscope_db_pool_size`` (configured), ``…_checked_out`` (in use now) and
+    ``…_overflow`` (opened beyond the size); a pool without these (SQLite's) reports
+    only what it has.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """The pool gauges (Prometheus calls this on every scrape)."""
+        pool: Any = self.engine.pool
+        for name, doc, attr in (
+            ("dexscope_db_pool_size", "Connections the pool keeps", "size"),
+            ("dexscope_db_pool_checked_out", "Connections in use now", "checkedout"),
+            ("dexscope_db_pool_overflow", "Connections opened beyond the pool size", "overflow"),
+        ):
+            read = getattr(pool, attr, None)
+            if callable(read):
+                yield GaugeMetricFamily(name, doc, value=float(read()))
 
 
 class CollectorMetrics:
@@ -45,3 +75,11 @@ class CollectorMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self._pool: PoolCollector | None = None
+
+    def watch_pool(self, engine: Engine) -> None:
+        """Expose ``engine``'s connection pool (called by the app's lifespan)."""
+        if self._pool is not None:
+            self.registry.unregister(self._pool)
+        self._pool = PoolCollector(engine)
+        self.registry.register(self._pool)

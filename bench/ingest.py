@@ -184,7 +184,7 @@ async def _enroll(client: httpx.AsyncClient, url: str, token: str, n: int) -> li
 def _bodies(devices: list[dict[str, str]], batches: int) -> list[list[bytes]]:
     """Each agent's gzip bodies, in sending order."""
     per_agent: list[list[bytes]] = [[] for _ in devices]
-    start = datetime.now(UTC) - timedelta(hours=6)
+    start = datetime.now(UTC) - timedelta(minutes=batches, hours=1)  # all in the past
     for i in range(batches):
         agent = i % len(devices)
         batch = {

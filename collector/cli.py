@@ -38,7 +38,12 @@ def register_collector(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     _add_database_url(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--workers",
+        default="1",
+        help="worker processes sharing the port: a number, or auto = one per CPU core, at "
+        "most 4 (default 1; rate limits and /metrics count per process)",
+    )
     p.add_argument("--no-migrate", action="store_true", help="do not migrate before serving")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
@@ -169,6 +174,12 @@ def _serve(args: argparse.Namespace) -> int:
     if args.database_url:
         # Worker processes build their own settings from the environment.
         os.environ["DEXSCOPE_DATABASE_URL"] = args.database_url
+    if args.workers == "auto":
+        args.workers = min(os.cpu_count() or 1, 4)
+    try:
+        args.workers = int(args.workers)
+    except ValueError:
+        raise CliError(f"--workers {args.workers!r}: give a number or auto") from None
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
     tls_cert, tls_key = _tls_files(args)

@@ -151,6 +151,11 @@ def _cpu(procs: list[psutil.Process]) -> dict[int, float]:
     return out
 
 
+def _postgres() -> list[psutil.Process]:
+    """PostgreSQL's server processes on this machine (all databases: an upper bound)."""
+    return [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+
+
 def _rss(procs: list[psutil.Process]) -> int:
     total = 0
     for p in procs:
@@ -260,6 +265,7 @@ def _bench_backend(
         procs = collector.processes()
         peak_rss = _rss(procs)
         cpu_before = _cpu(procs)
+        db_cpu0 = sum(_cpu(_postgres()).values()) if name == "postgresql" else 0.0
         me = psutil.Process()
         client_cpu0 = sum(me.cpu_times()[:2])
         stop = False
@@ -284,7 +290,7 @@ def _bench_backend(
         stop = True
         cpu_after = _cpu(procs)
         client_cpu = sum(me.cpu_times()[:2]) - client_cpu0
-        workers = len(procs) - 1 if len(procs) > 1 else 1
+        db_cpu = sum(_cpu(_postgres()).values()) - db_cpu0 if name == "postgresql" else None
     finally:
         collector.stop()
     cpu_s = sum(cpu_after[pid] - cpu_before[pid] for pid in cpu_after if pid in cpu_before)
@@ -294,7 +300,7 @@ def _bench_backend(
         console.print(f"[red]{name}: {p}[/red]")
     return {
         "backend": name,
-        "workers": workers,
+        "workers": args.workers or "default",
         "agents": args.agents,
         "offered_events_per_s": round(args.rate) if args.rate else "max",
         "batches": args.batches,
@@ -310,6 +316,7 @@ def _bench_backend(
         "collector_cpu_cores": round(cpu_s / wall, 2),
         "collector_peak_rss_mb": round(peak_rss / 2**20),
         "client_cpu_s": round(client_cpu, 1),
+        "postgres_server_cpu_s": round(db_cpu, 1) if db_cpu is not None else "-",
     }
 
 

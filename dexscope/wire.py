@@ -4,8 +4,10 @@ Both sides import this module. It deliberately depends only on the standard libr
 ``typing_extensions`` and ``annotated_types`` so that the agent process stays lean (no
 pydantic in the agent, see docs/architecture.md). The collector wraps these TypedDicts in a
 pydantic ``TypeAdapter`` (``collector.ingest.schemas``) and validates them strictly: unknown
-fields are rejected, every bound below is enforced, and the JSON Schema published in
-``docs/wire-protocol.md`` is generated from the same adapter by ``scripts/export_wire_schema.py``.
+fields are rejected, nothing is coerced (a number is not a timestamp, ``"12"`` and ``true``
+are not numbers), ``Infinity`` and ``NaN`` are refused, every bound below is enforced, and
+the JSON Schema published in ``docs/wire-protocol.md`` is generated from the same adapter by
+``scripts/export_wire_schema.py``.
 
 Conventions:
 - every timestamp is an ISO 8601 string with an explicit UTC offset (``...Z`` or ``+00:00``);
@@ -367,4 +369,14 @@ for _cls in (
     EnrollRequest,
 ):
     # Read by pydantic in the collector; a plain dict keeps pydantic out of the agent.
-    setattr(_cls, "__pydantic_config__", {"extra": "forbid", "use_attribute_docstrings": True})  # noqa: B010
+    # no inf/nan: JSON has no such numbers and PostgreSQL's jsonb refuses them (the
+    # collector also validates ingest bodies with strict=True: no coercion)
+    setattr(  # noqa: B010
+        _cls,
+        "__pydantic_config__",
+        {
+            "extra": "forbid",
+            "allow_inf_nan": False,
+            "use_attribute_docstrings": True,
+        },
+    )

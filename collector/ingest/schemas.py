@@ -20,7 +20,11 @@ class _StrictBatch(wire.Batch):
     ]
 
 
-setattr(_StrictBatch, "__pydantic_config__", {"extra": "forbid", "use_attribute_docstrings": True})  # noqa: B010
+setattr(  # noqa: B010
+    _StrictBatch,
+    "__pydantic_config__",
+    {"extra": "forbid", "allow_inf_nan": False, "use_attribute_docstrings": True},
+)
 
 BATCH: TypeAdapter[wire.Batch] = TypeAdapter(_StrictBatch)
 """Validates a whole ingest body."""

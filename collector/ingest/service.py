@@ -89,7 +89,8 @@ class IngestResult:
 def parse_batch(body: bytes) -> wire.Batch:
     """Validate an ingest body; 400 for unreadable JSON, 422 naming the first bad field."""
     try:
-        return BATCH.validate_json(body)
+        # strict: nothing is coerced (a number is not a timestamp, "12" is not a number)
+        return BATCH.validate_json(body, strict=True)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         first = errors[0]

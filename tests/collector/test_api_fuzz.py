@@ -207,15 +207,6 @@ def test_operation_answers_within_the_contract(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "POST /api/v1/ingest takes the non-JSON literal Infinity in "
-        "agent_health.samplers.*.last_duration_ms (bounded below only, Ge(0)): on PostgreSQL "
-        "the insert into the events JSONB column fails and the answer is a plain-text "
-        "500 Internal Server Error; on SQLite it is accepted (200) and stored as null"
-    ),
-)
 def test_ingest_refuses_json_infinity(database_url: str, tmp_path: Path) -> None:
     with CollectorProcess(database_url, tmp_path / "collector.log") as collector:
         tenant = create_tenant(database_url)

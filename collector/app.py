@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.resolved_database_url(), pool_size=settings.db_pool_size)
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
-        app.state.metrics.watch_pool(engine)
+        app.state.metrics.watch(engine, app.state.sessionmaker)
         try:
             yield
         finally:

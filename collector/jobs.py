@@ -12,13 +12,15 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from collector.alerts.service import run_detection
 from collector.db import make_sessionmaker, utcnow
+from collector.health.models import JobRun
+from collector.health.repository import JobRunRepository
 from collector.ingest.repository import IngestRepository
 from collector.notifications.delivery import run_notify
 from collector.scores.repository import ScoresRepository
@@ -53,6 +55,9 @@ def retention(session: Session, settings: Settings, as_of: datetime) -> dict[str
         "event_cutoff": event_cutoff.isoformat(),
     }
     device_days, app_days = ScoresRepository(session).delete_rollups_before(rollup_cutoff)
+    summary["job_runs_deleted"] = JobRunRepository(session).delete_before(
+        as_of - timedelta(days=JOB_RUN_RETENTION_DAYS)
+    )
     session.commit()
     return {
         **summary,
@@ -61,6 +66,9 @@ def retention(session: Session, settings: Settings, as_of: datetime) -> dict[str
         "rollup_cutoff": rollup_cutoff.isoformat(),
     }
 
+
+JOB_RUN_RETENTION_DAYS: Final = 30
+"""How long the record of each job run is kept (``job_runs``)."""
 
 JOBS: dict[str, Job] = {
     "scores": run_scoring,
@@ -90,7 +98,29 @@ def run_once(
                 summary = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         summary["duration_s"] = round(time.perf_counter() - started, 3)
         results["jobs"][name] = summary
+        _record(factory, name, as_of, summary)
     return results
+
+
+def _record(
+    factory: sessionmaker[Session], name: str, as_of: datetime, summary: dict[str, Any]
+) -> None:
+    """Keep the run for ``/metrics`` (a failure to record is logged, never fatal)."""
+    try:
+        with factory() as session:
+            JobRunRepository(session).add(
+                JobRun(
+                    name=name,
+                    as_of=as_of,
+                    finished_at=utcnow(),
+                    duration_s=float(summary["duration_s"]),
+                    ok=bool(summary["ok"]),
+                    error=summary.get("error"),
+                )
+            )
+            session.commit()
+    except Exception:
+        log.exception("could not record the run of job %s", name)
 
 
 def run_forever(engine: Engine, settings: Settings, *, interval_s: float) -> None:

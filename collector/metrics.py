@@ -13,8 +13,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["CollectorMetrics", "PoolCollector"]
+__all__ = ["CollectorMetrics", "JobRunCollector", "PoolCollector"]
 
 
 class PoolCollector(Collector):
@@ -39,6 +41,56 @@ class PoolCollector(Collector):
             read = getattr(pool, attr, None)
             if callable(read):
                 yield GaugeMetricFamily(name, doc, value=float(read()))
+
+
+class JobRunCollector(Collector):
+    """The newest run of each job, read from the database at scrape time.
+
+    Jobs run in their own processes (``dexscope collector jobs``), so a serving process
+    learns how they went from ``job_runs``: ``dexscope_job_last_duration_seconds``,
+    ``dexscope_job_last_ok`` (1/0), ``dexscope_job_last_run_timestamp_seconds`` and
+    ``dexscope_job_last_success_timestamp_seconds``, each labelled by job. An unreachable
+    database yields no job figures (``/readyz`` reports that), never a failed scrape.
+    """
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self.factory = factory
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """The job gauges (Prometheus calls this on every scrape)."""
+        from collector.health.repository import JobRunRepository
+
+        try:
+            with self.factory() as session:
+                repo = JobRunRepository(session)
+                latest, success = repo.latest(), repo.last_success()
+        except SQLAlchemyError:
+            return
+        families = {
+            "duration": GaugeMetricFamily(
+                "dexscope_job_last_duration_seconds", "Duration of the last run", labels=["job"]
+            ),
+            "ok": GaugeMetricFamily(
+                "dexscope_job_last_ok", "1 if the last run succeeded", labels=["job"]
+            ),
+            "run": GaugeMetricFamily(
+                "dexscope_job_last_run_timestamp_seconds",
+                "When the last run finished (Unix time)",
+                labels=["job"],
+            ),
+            "success": GaugeMetricFamily(
+                "dexscope_job_last_success_timestamp_seconds",
+                "When the last successful run finished (Unix time)",
+                labels=["job"],
+            ),
+        }
+        for run in latest:
+            families["duration"].add_metric([run.name], run.duration_s)
+            families["ok"].add_metric([run.name], 1.0 if run.ok else 0.0)
+            families["run"].add_metric([run.name], run.finished_at.timestamp())
+        for name, at in success.items():
+            families["success"].add_metric([name], at.timestamp())
+        yield from families.values()
 
 
 class CollectorMetrics:
@@ -75,11 +127,13 @@ class CollectorMetrics:
             ["outcome"],
             registry=self.registry,
         )
-        self._pool: PoolCollector | None = None
+        self._watched: list[Collector] = []
 
-    def watch_pool(self, engine: Engine) -> None:
-        """Expose ``engine``'s connection pool (called by the app's lifespan)."""
-        if self._pool is not None:
-            self.registry.unregister(self._pool)
-        self._pool = PoolCollector(engine)
-        self.registry.register(self._pool)
+    def watch(self, engine: Engine, factory: sessionmaker[Session]) -> None:
+        """Expose ``engine``'s connection pool and the jobs' last runs (called by the
+        app's lifespan once the engine exists)."""
+        for collector in self._watched:
+            self.registry.unregister(collector)
+        self._watched = [PoolCollector(engine), JobRunCollector(factory)]
+        for collector in self._watched:
+            self.registry.register(collector)

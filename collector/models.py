@@ -3,6 +3,7 @@
 from collector.alerts.models import Alert
 from collector.db import Base
 from collector.devices.models import Device, DeviceToken
+from collector.health.models import JobRun
 from collector.identity.models import ApiKey, User, UserSession
 from collector.ingest.models import Event, IngestBatch
 from collector.notifications.models import NotificationDelivery, Webhook
@@ -24,6 +25,7 @@ __all__ = [
     "EnrollmentToken",
     "Event",
     "IngestBatch",
+    "JobRun",
     "NotificationDelivery",
     "ScoringWatermark",
     "SurveyCampaign",

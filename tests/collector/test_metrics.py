@@ -27,7 +27,8 @@ def test_metrics_show_ingest_outcomes_and_the_connection_pool(
     database_url: str, tmp_path: Path
 ) -> None:
     """A stored batch, a duplicate and a rejected one are counted by outcome; the pool
-    gauges are there and nothing is left checked out between requests."""
+    gauges are there and nothing is left checked out between requests; after a
+    ``collector jobs`` run (another process) each job's last run shows up."""
     run_cli("collector", "migrate", "--database-url", database_url)
     tenant = create_tenant(database_url)
     with CollectorProcess(database_url, tmp_path / "collector.log") as proc:
@@ -38,7 +39,14 @@ def test_metrics_show_ingest_outcomes_and_the_connection_pool(
         assert httpx.post(url, json=batch, headers=device.headers).json()["duplicate"] is True
         bad = {**make_batch(device.device_id, [resource_event()]), "schema_version": 99}
         assert httpx.post(url, json=bad, headers=device.headers).status_code == 422
+        before = httpx.get(f"{proc.url}/metrics").text
+        run_cli("collector", "jobs", "--once", "--database-url", database_url)
         text = httpx.get(f"{proc.url}/metrics").text
+    assert 'dexscope_job_last_ok{job="scores"}' not in before  # no run recorded yet
+    for job in ("scores", "detect", "xla", "retention", "notify"):
+        assert _value(text, f'dexscope_job_last_ok{{job="{job}"}}') == 1, job
+        assert _value(text, f'dexscope_job_last_duration_seconds{{job="{job}"}}') >= 0
+        assert _value(text, f'dexscope_job_last_success_timestamp_seconds{{job="{job}"}}') > 0
     assert _value(text, 'dexscope_ingest_batches_total{outcome="stored"}') == 1
     assert _value(text, 'dexscope_ingest_batches_total{outcome="duplicate"}') == 1
     assert re.search(r'^dexscope_ingest_batches_total\{outcome="[a-z_]+"\} 1\.0$', text, re.M)

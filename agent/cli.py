@@ -2,7 +2,10 @@
 
 Exit codes of ``run``: 0 done (or stopped by SIGTERM/SIGINT; with ``--once`` also when the
 collector was unreachable after enrollment: the data stays spooled), 2 enrollment refused or
-bad input, 3 collector unreachable at first enrollment. ``status``: 0, or 2 when the state
+bad input, 3 collector unreachable at first enrollment. ``run --service`` (Windows only: the
+Service Control Manager starts it; elsewhere exit 2 with a one-line error) reports the same
+codes as the service's exit code, and 4 when the watchdog wants the agent restarted (the
+service's recovery actions do it). ``status``: 0, or 2 when the state
 directory holds no identity. ``survey-helper``: 0, or 2 when the survey box
 (``STATE_DIR/surveys``) is missing or unusable, or (with ``--once``) no window can be opened.
 """
@@ -13,9 +16,14 @@ import argparse
 import logging
 import os
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["register"]
+__all__ = ["SERVICE_ELSEWHERE", "register", "service_loop"]
+
+log = logging.getLogger("dexscope.agent")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,6 +41,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         default=None,
         help="allow a plain http:// server other than loopback (unencrypted; not advised)",
+    )
+    p.add_argument(
+        "--service",
+        action="store_true",
+        help="run under the Windows service manager (the MSI's service DexScopeAgent)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=_run)
@@ -70,11 +83,20 @@ def _tags(pairs: list[str]) -> dict[str, str] | None:
     return tags or None
 
 
+SERVICE_ELSEWHERE = (
+    "--service is for the Windows service manager; use systemd/launchd units on Linux/macOS"
+)
+
+
 def _run(args: argparse.Namespace) -> int:
     from agent.errors import AgentConfigError, CollectorUnreachable, EnrollmentRefused, NotEnrolled
     from agent.main import run_agent
     from dexscope.cli import CliError
 
+    if args.service and sys.platform != "win32":
+        raise CliError(SERVICE_ELSEWHERE)
+    if args.service and args.once:
+        raise CliError("--service and --once cannot be combined")
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,
@@ -89,6 +111,8 @@ def _run(args: argparse.Namespace) -> int:
         "tags": _tags(args.tag),
         "allow_insecure_http": args.allow_insecure_http,
     }
+    if args.service:  # pragma: no cover - Windows builds (tested with a fake advapi32)
+        return _run_service(flags, args.config)
     try:
         return run_agent(flags, args.config, once=args.once)
     except EnrollmentRefused as exc:
@@ -99,6 +123,41 @@ def _run(args: argparse.Namespace) -> int:
         return 3
     except (AgentConfigError, NotEnrolled) as exc:
         raise CliError(str(exc)) from exc
+
+
+def _run_service(flags: dict[str, Any], config_file: Path | None) -> int:
+    """``run --service``: the agent's loop as the Windows service (exit codes as ``run``)."""
+    from agent.platform.windows_service import ServiceError, run_service
+    from dexscope.cli import CliError
+
+    try:
+        return run_service(service_loop(flags, config_file))
+    except ServiceError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def service_loop(
+    flags: dict[str, Any], config_file: Path | None
+) -> Callable[[threading.Event], int]:
+    """The service's loop: :func:`agent.main.run_agent` until ``stop`` is set, errors turned
+    into ``run``'s exit codes and logged (a service has no console)."""
+    from agent.errors import AgentConfigError, CollectorUnreachable, EnrollmentRefused, NotEnrolled
+    from agent.main import run_agent
+
+    def loop(stop: threading.Event) -> int:
+        try:
+            return run_agent(flags, config_file, once=False, stop=stop)
+        except EnrollmentRefused as exc:
+            log.error("%s", exc)
+            return 2
+        except CollectorUnreachable as exc:
+            log.error("%s", exc)
+            return 3
+        except (AgentConfigError, NotEnrolled) as exc:
+            log.error("%s", exc)
+            return 2
+
+    return loop
 
 
 def _status(args: argparse.Namespace) -> int:

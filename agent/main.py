@@ -5,7 +5,9 @@ saved; later starts reuse it and need no token), fetch the collector's configura
 apply it, then loop: samplers on their intervals (monotonic scheduler) append to the spool in
 the main thread while the uploader drains it in its own thread, which also re-fetches the
 collector's configuration every ``config_refresh_s`` (the main thread applies it between
-rounds). SIGTERM and SIGINT stop cleanly. ``--once``: one round of every enabled sampler,
+rounds). SIGTERM and SIGINT stop cleanly, and so does setting the ``stop`` event given to
+:func:`run_agent` (the Windows service's stop control,
+:mod:`agent.platform.windows_service`). ``--once``: one round of every enabled sampler,
 then uploads until the spool is empty or the first failure.
 
 ``status``: read the identity and the spool (read-only; works while the agent runs).
@@ -43,6 +45,7 @@ from agent.watchdog import PROFILES, Decision, Watchdog
 __all__ = [
     "MAX_IDLE_S",
     "OPTIONAL_SAMPLERS",
+    "RESTART_EXIT_CODE",
     "STATUS_KEYS",
     "THROTTLE_FACTOR",
     "AgentRuntime",
@@ -78,6 +81,10 @@ THROTTLE_FACTOR = 4.0
 MAX_IDLE_S = 5.0
 """The sampling loop sleeps until the next sampler is due, at most this long (a signal
 wakes it at once; configuration changes and the watchdog are looked at on waking)."""
+RESTART_EXIT_CODE = 4
+"""Exit code of a loop run with a ``stop`` event (the Windows service) that the watchdog
+wants restarted: the process cannot re-execute itself under the service manager, whose
+recovery actions restart it."""
 _SECRET_OPTIONS = frozenset({"pseudonym_key"})
 _SERVER_CONFIG_MARK = "server_config"
 
@@ -275,8 +282,18 @@ def _identity(config: AgentConfig, client: httpx.Client) -> Identity:
     return identity
 
 
-def run_agent(flags: Mapping[str, Any], config_file: Path | None, *, once: bool) -> int:
+def run_agent(
+    flags: Mapping[str, Any],
+    config_file: Path | None,
+    *,
+    once: bool,
+    stop: threading.Event | None = None,
+) -> int:
     """Enroll if needed, then sample and upload (one round with ``once``); the exit code.
+
+    ``stop``: setting it stops the loop as SIGTERM does (it may run in any thread; signal
+    handlers are installed only when it runs in the main thread). A watchdog restart then
+    ends the loop with :data:`RESTART_EXIT_CODE` instead of re-executing the process.
 
     Raises :class:`agent.errors.EnrollmentRefused`, :class:`agent.errors.CollectorUnreachable`
     (first enrollment only) and :class:`agent.errors.AgentConfigError` for the caller to
@@ -306,7 +323,7 @@ def run_agent(flags: Mapping[str, Any], config_file: Path | None, *, once: bool)
             runtime.refresh_config()
             if once:
                 return _run_once(runtime)
-            return _run_forever(runtime)
+            return _run_forever(runtime, stop)
         finally:
             runtime.spool.close()
 
@@ -324,8 +341,8 @@ def _run_once(runtime: AgentRuntime) -> int:
     return 0
 
 
-def _run_forever(runtime: AgentRuntime) -> int:
-    stop = threading.Event()
+def _run_forever(runtime: AgentRuntime, external_stop: threading.Event | None = None) -> int:
+    stop = external_stop if external_stop is not None else threading.Event()
     wake = threading.Event()  # new events spooled (or stopping): the uploader looks now
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -350,7 +367,11 @@ def _run_forever(runtime: AgentRuntime) -> int:
             wake.wait(delay)
             wake.clear()
 
-    previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = (
+        {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        if threading.current_thread() is threading.main_thread()
+        else {}
+    )
     network = threading.Thread(target=_network_loop, name="uploader", daemon=True)
     network.start()
     platform.lower_priority()
@@ -378,6 +399,9 @@ def _run_forever(runtime: AgentRuntime) -> int:
         network.join(timeout=runtime.config.upload.timeout_s + 5)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if restart and external_stop is not None:
+        log.error("watchdog restart: ending with exit code %d", RESTART_EXIT_CODE)
+        return RESTART_EXIT_CODE
     if restart:
         runtime.spool.close()
         _reexec()

@@ -335,3 +335,17 @@ def test_run_service_elsewhere_is_a_one_line_error() -> None:
     assert SERVICE_ELSEWHERE == (
         "--service is for the Windows service manager; use systemd/launchd units on Linux/macOS"
     )
+
+
+def test_the_msi_service_command_line_runs_the_service_entry_point() -> None:
+    import shlex
+    import xml.etree.ElementTree as ET
+
+    from dexscope.cli import build_parser
+
+    wxs = ET.parse(REPO / "installers" / "windows" / "dexscope-agent.wxs")
+    (service,) = wxs.iter("{http://schemas.microsoft.com/wix/2006/wi}ServiceInstall")
+    assert service.get("Name") == SERVICE_NAME
+    args = build_parser().parse_args(shlex.split(service.get("Arguments", "")))
+    assert args.service and not args.once
+    assert str(args.state_dir) == "[CommonAppDataFolder]DexScope\\state"

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SERVICE_ELSEWHERE", "register", "service_loop"]
+__all__ = ["LOG_FORMAT", "SERVICE_ELSEWHERE", "register", "service_log_handler", "service_loop"]
 
 log = logging.getLogger("dexscope.agent")
 
@@ -97,11 +97,12 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(SERVICE_ELSEWHERE)
     if args.service and args.once:
         raise CliError("--service and --once cannot be combined")
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    handler: logging.Handler = (
+        service_log_handler(args.state_dir)
+        if args.service and args.state_dir
+        else logging.StreamHandler(sys.stderr)
     )
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler], format=LOG_FORMAT)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     flags = {
         "server_url": args.server,
@@ -123,6 +124,22 @@ def _run(args: argparse.Namespace) -> int:
         return 3
     except (AgentConfigError, NotEnrolled) as exc:
         raise CliError(str(exc)) from exc
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+"""The agent's log line."""
+
+
+def service_log_handler(state_dir: Path) -> logging.Handler:
+    """Where a service's log goes: it has no console, so ``<state_dir>/logs/agent.log``,
+    rotated at 1 MiB with 3 old files kept (what the agent logs holds no personal data)."""
+    from logging.handlers import RotatingFileHandler
+
+    logs = Path(state_dir) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return RotatingFileHandler(
+        logs / "agent.log", maxBytes=1024 * 1024, backupCount=3, encoding="utf-8"
+    )
 
 
 def _run_service(flags: dict[str, Any], config_file: Path | None) -> int:

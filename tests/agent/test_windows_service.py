@@ -349,3 +349,25 @@ def test_the_msi_service_command_line_runs_the_service_entry_point() -> None:
     args = build_parser().parse_args(shlex.split(service.get("Arguments", "")))
     assert args.service and not args.once
     assert str(args.state_dir) == "[CommonAppDataFolder]DexScope\\state"
+
+
+def test_a_service_logs_to_a_rotating_file_in_its_state_dir(tmp_path: Path) -> None:
+    """A service has no console: its log goes to ``<state_dir>/logs/agent.log``."""
+    import logging
+    from logging.handlers import RotatingFileHandler
+
+    from agent.cli import LOG_FORMAT, service_log_handler
+
+    handler = service_log_handler(tmp_path / "state")
+    try:
+        assert isinstance(handler, RotatingFileHandler)
+        assert handler.maxBytes == 1024 * 1024 and handler.backupCount == 3
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        logger = logging.getLogger("dexscope.agent.test-service-log")
+        logger.addHandler(handler)
+        logger.warning("collector unreachable, retrying in 30 s")
+        logger.removeHandler(handler)
+    finally:
+        handler.close()
+    text = (tmp_path / "state" / "logs" / "agent.log").read_text()
+    assert "WARNING dexscope.agent.test-service-log: collector unreachable" in text

@@ -245,7 +245,14 @@ def test_outage_spools_then_delivers_exactly_once(tenant_db, tmp_path: Path) -> 
             )
             collector.stop()
             during = _status(state)["events_appended_total"]
-            _wait(lambda: _status(state)["spool_events"] >= 15, 30, "events to pile up")
+            _wait(
+                lambda: (
+                    _status(state)["spool_events"] >= 15
+                    and _status(state)["events_appended_total"] > during
+                ),
+                30,
+                "events sampled during the outage to pile up",
+            )
             outage = _status(state)
             assert outage["events_appended_total"] > during
             assert outage["last_error"]

@@ -32,6 +32,7 @@ from scoring.incidents import (
 )
 from scoring.simulate import (
     TICKET_FIELDS,
+    TICKET_OUTCOME_FIELDS,
     DeviceOutput,
     Injector,
     SimConfig,
@@ -559,7 +560,7 @@ def test_cli_writes_incidents_and_tickets(tmp_path: Path) -> None:
         for device in incident["affected_devices"]:
             assert devices[device["hostname"]]["id"] == device["device_id"]
     with (out / "tickets.csv").open() as handle:
-        assert next(csv.reader(handle)) == list(TICKET_FIELDS)
+        assert next(csv.reader(handle)) == [*TICKET_FIELDS, *TICKET_OUTCOME_FIELDS]
     with (out / "tickets.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [r["external_id"] for r in rows] == [f"SIM-{n:06d}" for n in range(1, len(rows) + 1)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Any, Final, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self, get_args
 
 from pydantic import (
     BaseModel,
@@ -30,6 +30,7 @@ __all__ = [
     "EvaluationList",
     "EvaluationOut",
     "ExclusionsIn",
+    "Indicator",
     "MaintenanceWindow",
     "MspOverview",
     "MspTenantRow",
@@ -43,7 +44,7 @@ __all__ = [
     "XlaSaved",
 ]
 
-INDICATORS: Final[tuple[str, ...]] = (
+Indicator = Literal[
     "experience_score",
     "startup",
     "responsiveness",
@@ -51,10 +52,13 @@ INDICATORS: Final[tuple[str, ...]] = (
     "sentiment",
     "metric_good_share",
     "time_lost_min",
-)
+]
 """What an XLA can measure: the 0-100 experience score, a sub-score, the survey sentiment
 (answers in the period only, 0-100), a metric's good-share (% of days the metric scored
 good), or the minutes lost per device per scored day."""
+
+INDICATORS: Final[tuple[str, ...]] = get_args(Indicator)
+"""Every :data:`Indicator`, in order."""
 
 PERIODS: Final[tuple[str, ...]] = ("week", "month")
 
@@ -144,15 +148,7 @@ class XlaIn(BaseModel):
     """Needed only by MSP-wide callers."""
     description: Annotated[str, StringConstraints(max_length=2000)] | None = None
     scope: ScopeIn = Field(default_factory=ScopeIn)
-    indicator: Literal[
-        "experience_score",
-        "startup",
-        "responsiveness",
-        "stability",
-        "sentiment",
-        "metric_good_share",
-        "time_lost_min",
-    ]
+    indicator: Indicator
     metric: Label | None = None
     """The metric of a ``metric_good_share`` indicator (e.g. ``boot``)."""
     target: TargetIn

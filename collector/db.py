@@ -7,9 +7,9 @@ and by the CLI commands.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy import JSON, BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event
@@ -19,17 +19,32 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "IN_CHUNK",
     "Base",
     "BigIntPK",
     "JSONType",
     "SessionDep",
     "UTCDateTime",
+    "chunks",
     "get_session",
     "make_engine",
     "make_sessionmaker",
     "new_uuid",
     "utcnow",
 ]
+
+_T = TypeVar("_T")
+
+IN_CHUNK: Final = 500
+"""Values per ``IN (…)`` list: well under both backends' bound-parameter limits."""
+
+
+def chunks(items: Iterable[_T], size: int = IN_CHUNK) -> Iterator[list[_T]]:
+    """``items`` in lists of at most ``size`` (for ``IN`` lists and multi-row statements)."""
+    batch = list(items)
+    for i in range(0, len(batch), size):
+        yield batch[i : i + size]
+
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

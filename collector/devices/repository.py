@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from collector.db import chunks
 from collector.devices.models import Device, DeviceToken
 from collector.ingest.models import Event
 
@@ -24,11 +25,10 @@ class DeviceRepository:
     def hostnames(self, device_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
         """Hostname of each device id (unknown ids are absent), in chunks that stay under
         both backends' bound-parameter limits."""
-        ids = list(dict.fromkeys(device_ids))
         out: dict[uuid.UUID, str] = {}
-        for i in range(0, len(ids), 500):
+        for chunk in chunks(dict.fromkeys(device_ids)):
             rows = self.session.execute(
-                select(Device.id, Device.hostname).where(Device.id.in_(ids[i : i + 500]))
+                select(Device.id, Device.hostname).where(Device.id.in_(chunk))
             )
             out.update({r[0]: r[1] for r in rows})
         return out

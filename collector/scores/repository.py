@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, and_, delete, func, insert, or_, select, tuple_
 from sqlalchemy.orm import Session
 
+from collector.db import chunks
 from collector.devices.models import Device
 from collector.ingest.models import Event, IngestBatch
 from collector.scores.models import DeviceAppDay, DeviceDayScore, ScoringWatermark
@@ -139,7 +140,7 @@ class ScoresRepository:
         Delete-then-insert in the caller's transaction: a device-day that lost its data
         loses its row, and a re-run writes exactly what a first run would.
         """
-        for chunk in _chunks(list(keys), 500):
+        for chunk in chunks(keys):
             for model in (DeviceDayScore, DeviceAppDay):
                 self.session.execute(
                     delete(model).where(tuple_(model.device_id, model.day).in_(chunk))
@@ -264,8 +265,3 @@ class ScoresRepository:
         return sorted(
             row[0] for row in self.session.execute(stmt) if (row[1] or {}).get("group") == group
         )
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

@@ -11,6 +11,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from collector.alerts.models import Alert
+from collector.db import chunks
 from collector.devices.models import Device
 from collector.scores.models import DeviceDayScore
 from collector.tenants.models import Tenant
@@ -215,13 +216,12 @@ class XlaRepository:
     ) -> list[tuple[uuid.UUID, date, float]]:
         """``(device, day, time_lost_min)`` of some devices over ``start … end``."""
         out: list[tuple[uuid.UUID, date, float]] = []
-        ids = list(device_ids)
-        for i in range(0, len(ids), 500):
+        for chunk in chunks(device_ids):
             rows = self.session.execute(
                 select(
                     DeviceDayScore.device_id, DeviceDayScore.day, DeviceDayScore.time_lost_min
                 ).where(
-                    DeviceDayScore.device_id.in_(ids[i : i + 500]),
+                    DeviceDayScore.device_id.in_(chunk),
                     DeviceDayScore.day >= start,
                     DeviceDayScore.day <= end,
                 )
@@ -276,11 +276,10 @@ class XlaRepository:
     def first_tickets(self, alert_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, datetime]:
         """The first ticket's ``opened_at`` per alert (alerts without tickets are absent)."""
         out: dict[uuid.UUID, datetime] = {}
-        ids = list(alert_ids)
-        for i in range(0, len(ids), 500):
+        for chunk in chunks(alert_ids):
             rows = self.session.execute(
                 select(Ticket.alert_id, func.min(Ticket.opened_at))
-                .where(Ticket.alert_id.in_(ids[i : i + 500]))
+                .where(Ticket.alert_id.in_(chunk))
                 .group_by(Ticket.alert_id)
             )
             out.update({r[0]: r[1] for r in rows if r[0] is not None})

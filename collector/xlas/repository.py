@@ -134,8 +134,8 @@ class XlaRepository:
         end: date,
         persona: str | None,
         group: str | None,
-        excluded: Sequence[date] = (),
     ) -> Any:
+        """``query`` limited to the tenant's rollups of ``start … end`` in the scope."""
         d = DeviceDayScore
         query = query.where(d.tenant_id == tenant_id, d.day >= start, d.day <= end)
         if persona is not None:
@@ -144,9 +144,40 @@ class XlaRepository:
             query = query.join(Device, Device.id == d.device_id).where(
                 Device.tags["group"].as_string() == group
             )
-        if excluded:
-            query = query.where(d.day.not_in(list(excluded)))
         return query
+
+    def _totals(
+        self,
+        key: Any,
+        tenant_id: uuid.UUID,
+        start: date,
+        end: date,
+        indicator: str,
+        metric: str | None,
+        persona: str | None,
+        group: str | None,
+        excluded: Sequence[date],
+    ) -> list[tuple[Any, float, float, int]]:
+        """``(key, Σ value·weight, Σ weight, days with a value)`` per ``key`` over the scope,
+        the ``excluded`` days left out of the sums (but not of the keys)."""
+        value, weight = self._value(indicator, metric)
+        d = DeviceDayScore
+        if excluded:
+            kept = d.day.not_in(list(excluded))
+            value = case((kept, value), else_=None)
+            weight = case((kept, weight), else_=None)
+        query = self._scoped(
+            select(key, func.sum(value), func.sum(weight), func.count(value)),
+            tenant_id,
+            start,
+            end,
+            persona,
+            group,
+        ).group_by(key)
+        return [
+            (r[0], float(r[1] or 0.0), float(r[2] or 0.0), int(r[3]))
+            for r in self.session.execute(query.order_by(key))
+        ]
 
     def device_totals(
         self,
@@ -166,24 +197,8 @@ class XlaRepository:
         day's rollup, ``group`` the device's ``group`` tag. Summed in the database in one
         pass, so a large fleet's device-days never leave it as rows.
         """
-        value, weight = self._value(indicator, metric)
-        d = DeviceDayScore
-        if excluded:
-            kept = d.day.not_in(list(excluded))
-            value = case((kept, value), else_=None)
-            weight = case((kept, weight), else_=None)
-        query = self._scoped(
-            select(d.device_id, func.sum(value), func.sum(weight), func.count(value)),
-            tenant_id,
-            start,
-            end,
-            persona,
-            group,
-        ).group_by(d.device_id)
-        return [
-            (r[0], float(r[1] or 0.0), float(r[2] or 0.0), int(r[3]))
-            for r in self.session.execute(query)
-        ]
+        args = (tenant_id, start, end, indicator, metric, persona, group, excluded)
+        return self._totals(DeviceDayScore.device_id, *args)
 
     def day_totals(
         self,
@@ -196,20 +211,15 @@ class XlaRepository:
         group: str | None,
         excluded: Sequence[date],
     ) -> list[tuple[date, float, float]]:
-        """Per day: ``(day, Σ value·weight, Σ weight)`` over the scope (the daily chart)."""
-        value, weight = self._value(indicator, metric)
-        d = DeviceDayScore
-        query = self._scoped(
-            select(d.day, func.sum(value), func.sum(weight)),
-            tenant_id,
-            start,
-            end,
-            persona,
-            group,
-            excluded,
-        ).group_by(d.day)
-        rows = self.session.execute(query.order_by(d.day))
-        return [(r[0], float(r[1] or 0.0), float(r[2] or 0.0)) for r in rows]
+        """Per day but the ``excluded`` ones: ``(day, Σ value·weight, Σ weight)`` over the
+        scope (the daily chart)."""
+        args = (tenant_id, start, end, indicator, metric, persona, group, excluded)
+        skip = set(excluded)
+        return [
+            (day, total, weight)
+            for day, total, weight, _ in self._totals(DeviceDayScore.day, *args)
+            if day not in skip
+        ]
 
     def time_lost_rows(
         self, device_ids: Sequence[uuid.UUID], start: date, end: date

@@ -233,20 +233,49 @@ class Device:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-def enroll(url: str, enrollment_token: str, hostname: str = "ws-001") -> Device:
-    """Enroll a device through the public API."""
-    response = httpx.post(
-        f"{url}/api/v1/enroll",
-        json={
-            "enrollment_token": enrollment_token,
-            "hostname": hostname,
-            "os": "linux",
-            "os_version": "6.1",
-            "hardware": {"cpu_count": 4},
-            "agent_version": "0.1.0",
-        },
-        timeout=30,
-    )
+def enroll(
+    url: str,
+    enrollment_token: str,
+    hostname: str = "ws-001",
+    tags: dict[str, str] | None = None,
+) -> Device:
+    """Enroll a device through the public API (with installer ``tags`` if given)."""
+    body: dict[str, Any] = {
+        "enrollment_token": enrollment_token,
+        "hostname": hostname,
+        "os": "linux",
+        "os_version": "6.1",
+        "hardware": {"cpu_count": 4},
+        "agent_version": "0.1.0",
+    }
+    if tags is not None:
+        body["tags"] = tags
+    response = httpx.post(f"{url}/api/v1/enroll", json=body, timeout=30)
     assert response.status_code == 201, response.text
     body = response.json()
     return Device(body["device_id"], body["device_token"])
+
+
+def expect(response: httpx.Response, *codes: int) -> Any:
+    """Assert ``response`` has one of ``codes`` (default 200/201), naming the request if
+    not; its JSON body (None when empty)."""
+    assert response.status_code in (codes or (200, 201)), (
+        f"{response.request.method} {response.request.url}: "
+        f"{response.status_code} {response.text[:500]}"
+    )
+    return response.json() if response.content else None
+
+
+def dashboard_login(url: str, email: str, password: str) -> str:
+    """Sign in through the dashboard's form (with its CSRF cookie); the session cookie."""
+    from collector.auth import SESSION_COOKIE
+    from collector.dashboard.router import LOGIN_CSRF_COOKIE
+
+    with httpx.Client(base_url=url, timeout=30) as client:
+        client.get("/login").raise_for_status()
+        csrf = client.cookies[LOGIN_CSRF_COOKIE]
+        response = client.post(
+            "/login", data={"email": email, "password": password, "csrf": csrf, "next": "/"}
+        )
+        assert response.status_code == 303, response.text[:500]
+        return response.cookies[SESSION_COOKIE]

@@ -42,7 +42,16 @@ from collector.identity.roles import Role
 from collector.identity.service import create_api_key, create_user
 from collector.settings import Settings, normalise_database_url
 from collector.tenants.service import create_tenant
-from tests.support import CollectorProcess, Device, make_batch, now_utc, resource_event, run_cli
+from tests.support import (
+    CollectorProcess,
+    dashboard_login,
+    enroll,
+    expect,
+    make_batch,
+    now_utc,
+    resource_event,
+    run_cli,
+)
 
 PASSWORD = "correct horse battery staple"
 NOW = now_utc().replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
@@ -81,45 +90,6 @@ class World:
 
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys['admin']}"}
-
-
-def _ok(response: httpx.Response, *codes: int) -> Any:
-    assert response.status_code in (codes or (200, 201)), (
-        f"{response.request.method} {response.request.url}: "
-        f"{response.status_code} {response.text[:500]}"
-    )
-    return response.json() if response.content else None
-
-
-def _login(url: str, email: str) -> str:
-    with httpx.Client(base_url=url, timeout=30) as client:
-        client.get("/login").raise_for_status()
-        csrf = client.cookies[LOGIN_CSRF_COOKIE]
-        response = client.post(
-            "/login", data={"email": email, "password": PASSWORD, "csrf": csrf, "next": "/"}
-        )
-        assert response.status_code == 303, response.text[:500]
-        return response.cookies[SESSION_COOKIE]
-
-
-def _enroll(url: str, token: str, hostname: str) -> Device:
-    body = _ok(
-        httpx.post(
-            f"{url}/api/v1/enroll",
-            json={
-                "enrollment_token": token,
-                "hostname": hostname,
-                "os": "linux",
-                "os_version": "6.1",
-                "hardware": {"cpu_count": 4},
-                "agent_version": "0.1.0",
-                "tags": {"group": "auth-group", "site": "auth-site"},
-            },
-            timeout=30,
-        ),
-        201,
-    )
-    return Device(body["device_id"], body["device_token"])
 
 
 def _u() -> str:
@@ -181,12 +151,12 @@ def _tickets_csv(w: World) -> str:
 
 def _new_webhook(w: World) -> str:
     return str(
-        _ok(w.client.post("/api/v1/webhooks", headers=w.admin(), json=_webhook_body(w)))["id"]
+        expect(w.client.post("/api/v1/webhooks", headers=w.admin(), json=_webhook_body(w)))["id"]
     )
 
 
 def _new_xla(w: World) -> str:
-    saved = _ok(w.client.post("/api/v1/xlas", headers=w.admin(), json=_xla_body(w)))
+    saved = expect(w.client.post("/api/v1/xlas", headers=w.admin(), json=_xla_body(w)))
     return str((saved["items"][0] if "items" in saved else saved)["id"])
 
 
@@ -253,7 +223,7 @@ def _seed(collector: CollectorProcess, client: httpx.Client) -> World:
         "persona": "auth-persona",
     }
     admin = {"Authorization": f"Bearer {keys['admin']}"}
-    _ok(
+    expect(
         client.post(
             "/api/v1/personas",
             headers=admin,
@@ -265,8 +235,9 @@ def _seed(collector: CollectorProcess, client: httpx.Client) -> World:
             },
         )
     )
-    device = _enroll(collector.url, a.enrollment_token, "auth-host")
-    other = _enroll(collector.url, a.enrollment_token, "auth-other-host")
+    tags = {"group": "auth-group", "site": "auth-site"}
+    device = enroll(collector.url, a.enrollment_token, "auth-host", tags)
+    other = enroll(collector.url, a.enrollment_token, "auth-other-host", tags)
     keys.update(device=device.token, other_device=other.token)
     objects["device"] = device.device_id
     events = [resource_event(NOW - timedelta(hours=h), interval_s=3600) for h in range(1, 6)] + [
@@ -278,7 +249,7 @@ def _seed(collector: CollectorProcess, client: httpx.Client) -> World:
             "source": "test",
         }
     ]
-    _ok(
+    expect(
         client.post(
             "/api/v1/ingest", headers=device.headers, json=make_batch(device.device_id, events)
         )
@@ -290,7 +261,7 @@ def _seed(collector: CollectorProcess, client: httpx.Client) -> World:
     )  # fmt: skip
     world = World(collector.url, client, objects, keys, {}, emails)
     objects["campaign"] = _campaign_body(world)["id"]
-    _ok(
+    expect(
         client.post(
             "/api/v1/campaigns",
             headers=admin,
@@ -301,7 +272,7 @@ def _seed(collector: CollectorProcess, client: httpx.Client) -> World:
     objects["xla"] = _new_xla(world)
     objects["alert"] = _new_alert(world)
     for who, email in emails.items():
-        world.sessions[who] = _login(collector.url, email)
+        world.sessions[who] = dashboard_login(collector.url, email, PASSWORD)
     return world
 
 
@@ -534,7 +505,11 @@ def send(w: World, caller: str, method: str, path: str, req: Req) -> httpx.Respo
     dashboard = not path.startswith("/api/")
     person = caller in w.sessions
     if dashboard and person:
-        session = _login(w.url, w.emails[caller]) if req.fresh_session else w.sessions[caller]
+        session = (
+            dashboard_login(w.url, w.emails[caller], PASSWORD)
+            if req.fresh_session
+            else w.sessions[caller]
+        )
         headers["Cookie"] = f"{SESSION_COOKIE}={session}"
         if req.form:
             headers["Content-Type"] = "application/x-www-form-urlencoded"

@@ -44,7 +44,6 @@ import collector.models  # noqa: F401  (every table, for the foreign keys)
 from collector.alerts.models import Alert
 from collector.app import create_app
 from collector.auth import SESSION_COOKIE
-from collector.dashboard.router import LOGIN_CSRF_COOKIE
 from collector.db import make_engine, make_sessionmaker
 from collector.identity.roles import Role
 from collector.identity.service import create_api_key, create_user
@@ -52,7 +51,9 @@ from collector.settings import Settings, normalise_database_url
 from collector.tenants.service import create_tenant
 from tests.support import (
     CollectorProcess,
-    Device,
+    dashboard_login,
+    enroll,
+    expect,
     make_batch,
     now_utc,
     resource_event,
@@ -483,26 +484,6 @@ def _events(app: str, start: datetime) -> list[dict[str, Any]]:
     return out
 
 
-def _ok(response: httpx.Response, *codes: int) -> Any:
-    assert response.status_code in (codes or (200, 201)), (
-        f"{response.request.method} {response.request.url}: "
-        f"{response.status_code} {response.text[:500]}"
-    )
-    return response.json() if response.content else None
-
-
-def _login(url: str, email: str) -> str:
-    """Sign in through the dashboard's form; the session cookie's value."""
-    with httpx.Client(base_url=url, timeout=30) as client:
-        client.get("/login").raise_for_status()
-        csrf = client.cookies[LOGIN_CSRF_COOKIE]
-        response = client.post(
-            "/login", data={"email": email, "password": PASSWORD, "csrf": csrf, "next": "/"}
-        )
-        assert response.status_code == 303, response.text[:500]
-        return response.cookies[SESSION_COOKIE]
-
-
 def _seed(collector: CollectorProcess, client: httpx.Client) -> World:
     engine = make_engine(normalise_database_url(collector.database_url))
     sides: dict[str, Side] = {}
@@ -531,7 +512,7 @@ def _seed(collector: CollectorProcess, client: httpx.Client) -> World:
             p, o = side.prefix, side.objects
             o.update(hostname=f"{p}-host", group=f"{p}-group", site=f"{p}-site", app=f"{p}-app.exe")
             # the persona first, so the device (in its group) is assigned and scored with it
-            _ok(
+            expect(
                 client.post(
                     "/api/v1/personas",
                     headers=msp,
@@ -545,10 +526,11 @@ def _seed(collector: CollectorProcess, client: httpx.Client) -> World:
             )
             o["persona"] = f"{p}-persona"
             _seed_xla(client, msp, side, routes)  # before the jobs, so they evaluate it
-            device = _enroll(collector.url, o["enrollment_token"], o["hostname"], o)
+            tags = {"group": o["group"], "site": o["site"]}
+            device = enroll(collector.url, o["enrollment_token"], o["hostname"], tags)
             o.update(device=device.device_id, device_token=device.token)
             events = _events(o["app"], NOW - timedelta(hours=31))
-            _ok(
+            expect(
                 client.post(
                     "/api/v1/ingest",
                     headers=device.headers,
@@ -566,7 +548,7 @@ def _seed(collector: CollectorProcess, client: httpx.Client) -> World:
             session.commit()
         for side in (a, b):
             p, o = side.prefix, side.objects
-            tickets = _ok(
+            tickets = expect(
                 client.post(
                     "/api/v1/tickets",
                     headers=msp,
@@ -584,7 +566,9 @@ def _seed(collector: CollectorProcess, client: httpx.Client) -> World:
             )
             assert tickets, "the ticket import answered nothing"
             o["ticket_external_id"] = f"{p}-ticket"
-            listed = _ok(client.get("/api/v1/tickets", headers=msp, params={"tenant": o["tenant"]}))
+            listed = expect(
+                client.get("/api/v1/tickets", headers=msp, params={"tenant": o["tenant"]})
+            )
             o["ticket"] = str(listed["items"][0]["id"])
             body = {
                 "id": f"{p}-campaign",
@@ -594,9 +578,9 @@ def _seed(collector: CollectorProcess, client: httpx.Client) -> World:
                 "starts_at": (NOW - timedelta(days=3)).isoformat(),
                 "tenant_id": o["tenant"],
             }
-            _ok(client.post("/api/v1/campaigns", headers=msp, json=body))
+            expect(client.post("/api/v1/campaigns", headers=msp, json=body))
             o["campaign"] = f"{p}-campaign"
-            hook = _ok(
+            hook = expect(
                 client.post(
                     "/api/v1/webhooks",
                     headers=msp,
@@ -617,10 +601,18 @@ def _seed(collector: CollectorProcess, client: httpx.Client) -> World:
         a=a,
         b=b,
         viewer=Caller(
-            "A's viewer", a.objects["viewer_key"], _login(url, f"viewer@{a.prefix}.test")
+            "A's viewer",
+            a.objects["viewer_key"],
+            dashboard_login(url, f"viewer@{a.prefix}.test", PASSWORD),
         ),
-        admin=Caller("A's admin", a.objects["admin_key"], _login(url, f"admin@{a.prefix}.test")),
-        msp=Caller("the MSP-wide admin", msp_key, _login(url, f"msp@{tag}.test")),
+        admin=Caller(
+            "A's admin",
+            a.objects["admin_key"],
+            dashboard_login(url, f"admin@{a.prefix}.test", PASSWORD),
+        ),
+        msp=Caller(
+            "the MSP-wide admin", msp_key, dashboard_login(url, f"msp@{tag}.test", PASSWORD)
+        ),
         client=client,
         routes=routes,
     )
@@ -628,24 +620,6 @@ def _seed(collector: CollectorProcess, client: httpx.Client) -> World:
 
 def _id(side: Side) -> uuid.UUID:
     return uuid.UUID(side.objects["tenant"])
-
-
-def _enroll(url: str, token: str, hostname: str, o: Mapping[str, str]) -> Device:
-    response = httpx.post(
-        f"{url}/api/v1/enroll",
-        json={
-            "enrollment_token": token,
-            "hostname": hostname,
-            "os": "linux",
-            "os_version": "6.1",
-            "hardware": {"cpu_count": 4},
-            "agent_version": "0.1.0",
-            "tags": {"group": o["group"], "site": o["site"]},
-        },
-        timeout=30,
-    )
-    body = _ok(response, 201)
-    return Device(body["device_id"], body["device_token"])
 
 
 def _insert_alert(session: Session, side: Side) -> str:
@@ -680,7 +654,9 @@ def _seed_xla(client: httpx.Client, msp: Mapping[str, str], side: Side, routes: 
     """An XLA of the side's tenant when the XLA API exists; a stand-in id otherwise."""
     if ("POST", "/api/v1/xlas") in routes:
         o = side.objects
-        saved = _ok(client.post("/api/v1/xlas", headers=msp, json=_xla(side, f"{side.prefix}-xla")))
+        saved = expect(
+            client.post("/api/v1/xlas", headers=msp, json=_xla(side, f"{side.prefix}-xla"))
+        )
         items = saved["items"] if isinstance(saved, dict) and "items" in saved else [saved]
         o.update(xla=str(items[0]["id"]), xla_name=f"{side.prefix}-xla")
         return

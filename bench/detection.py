@@ -80,6 +80,8 @@ def run_seed(
                 end.isoformat(),
                 "--incidents",
                 "auto",
+                "--max-age-days",
+                str(days + 3),
                 "--out",
                 str(fleet),
                 "--server",

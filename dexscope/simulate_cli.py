@@ -29,8 +29,10 @@ when ``sent_at`` is off its clock). The device identities are kept in
 ``DIR/enrollment.json`` (mode 0600), so running the same command again reuses them and the
 collector answers every batch as a duplicate instead of storing the fleet twice.
 
-The collector takes events up to 35 days old and 10 minutes ahead: ``--end`` (default: now,
-rounded down to the hour) and ``--days`` must keep the period inside that window to upload.
+The collector takes events up to 35 days old (its ``DEXSCOPE_MAX_EVENT_AGE_DAYS``) and 10
+minutes ahead: ``--end`` (default: now, rounded down to the hour) and ``--days`` must keep the
+period inside that window to upload; ``--max-age-days`` tells the command a collector's
+larger setting.
 """
 
 from __future__ import annotations
@@ -93,8 +95,24 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="processes generating, connections uploading (default: CPUs, at most 4)",
     )
     p.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout in seconds")
+    p.add_argument(
+        "--max-age-days",
+        type=float,
+        default=_default_max_age_days(),
+        help="oldest event age the collector takes, in days, to check the period against "
+        "before uploading (default: DEXSCOPE_MAX_EVENT_AGE_DAYS, else 35, the collector's "
+        "default)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.set_defaults(func=run_simulate)
+
+
+def _default_max_age_days() -> float:
+    """The collector's setting when it is in this environment, else its default."""
+    try:
+        return float(os.environ.get("DEXSCOPE_MAX_EVENT_AGE_DAYS", _UPLOAD_MAX_AGE_DAYS))
+    except ValueError:
+        return _UPLOAD_MAX_AGE_DAYS
 
 
 def _parse_end(text: str | None) -> datetime:
@@ -126,6 +144,8 @@ def _check_args(args: argparse.Namespace, end: datetime) -> None:
         raise CliError(f"--workers must be at least 1, not {args.workers}")
     if args.timeout <= 0:
         raise CliError("--timeout must be positive")
+    if args.max_age_days <= 0:
+        raise CliError("--max-age-days must be positive")
     spec = str(args.incidents)
     if spec not in ("auto", "none"):
         if not spec.isdigit() or int(spec) > 1000:
@@ -144,11 +164,12 @@ def _check_args(args: argparse.Namespace, end: datetime) -> None:
             f"--end {end.isoformat()} is in the future; the collector refuses events more "
             "than 10 minutes ahead"
         )
-    oldest = now - timedelta(days=_UPLOAD_MAX_AGE_DAYS) + timedelta(seconds=_UPLOAD_MARGIN_S)
+    oldest = now - timedelta(days=args.max_age_days) + timedelta(seconds=_UPLOAD_MARGIN_S)
     if end - timedelta(days=args.days) < oldest:
         raise CliError(
-            "the period would start more than 35 days ago, which the collector refuses; "
-            "use fewer --days or a later --end"
+            f"the period would start more than {args.max_age_days:g} days ago, which the "
+            "collector refuses; use fewer --days, a later --end, or (for a collector set "
+            "with a larger DEXSCOPE_MAX_EVENT_AGE_DAYS) --max-age-days"
         )
 
 

@@ -384,3 +384,21 @@ def test_cli_refuses_to_upload_a_period_the_collector_would_reject(tmp_path: Pat
     )
     assert result.returncode == 2
     assert "35 days" in result.stderr
+
+
+def test_cli_checks_the_period_against_a_collector_set_to_keep_older_events(
+    tmp_path: Path,
+) -> None:
+    common = ["simulate", "--devices", "1", "--days", "40", "--incidents", "none"]
+    target = ["--server", "http://127.0.0.1:9", "--enroll-token", "t", "--timeout", "2"]
+    refused = run_cli(
+        *common, "--out", str(tmp_path / "a"), *target, "--max-age-days", "39", check=False
+    )
+    assert refused.returncode == 2
+    assert "more than 39 days ago" in refused.stderr
+    # Allowed by a 45-day collector: the period passes the check and the upload is tried.
+    tried = run_cli(
+        *common, "--out", str(tmp_path / "b"), *target, "--max-age-days", "45", check=False
+    )
+    assert "days ago" not in tried.stderr
+    assert "cannot reach the collector" in tried.stderr, tried.stderr

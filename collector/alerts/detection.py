@@ -95,6 +95,12 @@ class DetectionSettings:
     """Disk use (%) from which a filling disk is reported."""
     disk_min_slope: float = 1.5
     """Points per day the disk must be filling by (a steady, full disk is not news)."""
+    suspect_min_coverage: float = 0.6
+    """Share of an alert's affected devices a suspected change must have reached."""
+    suspect_min_precision: float = 0.5
+    """For an alert on several devices, the share of a suspect's adopters that must be
+    affected: a change most of whose adopters are fine does not explain the problem (a
+    fleet-wide browser update is not why one site is slow)."""
 
 
 @dataclass(frozen=True)
@@ -445,21 +451,25 @@ def suspect_change(
     inputs: DetectionInputs,
     affected: Sequence[uuid.UUID],
     onset: datetime,
-    min_coverage: float = 0.6,
+    s: DetectionSettings | None = None,
 ) -> dict[str, Any] | None:
     """The change adopted just before ``onset`` that best covers ``affected`` (or None).
 
     Candidates: changes first adopted in [onset - 3 days, onset + 1 hour]; score = coverage x
-    precision (a change everyone got explains nothing specific); it must cover at least
-    ``min_coverage`` of the affected devices.
+    precision. A suspect must cover at least ``suspect_min_coverage`` of the affected
+    devices and, when several devices are affected, at least ``suspect_min_precision`` of
+    its own adopters must be among them. A one-device alert has no such floor: its precision
+    is 1 / adopters by nature, and the score still prefers the rarer change.
     """
+    s = s or DetectionSettings()
+    floor = s.suspect_min_precision if len(affected) > 1 else 0.0
     best: tuple[float, dict[str, Any]] | None = None
     for key, adopted in _adoptions(inputs).items():
         first = min(adopted.values())
         if not onset - timedelta(days=3) <= first <= onset + timedelta(hours=1):
             continue
         coverage, precision, _ = overlap([str(a) for a in affected], [str(a) for a in adopted])
-        if coverage < min_coverage:
+        if coverage < s.suspect_min_coverage or precision < floor:
             continue
         score = coverage * precision
         if best is None or score > best[0]:
@@ -589,7 +599,7 @@ def site_cohorts(inputs: DetectionInputs, s: DetectionSettings) -> list[Candidat
                     "probe_failures": {"failed": failed, "of": total},
                     "window_start": since.isoformat(),
                 },
-                suspected_change=suspect_change(inputs, affected, onset),
+                suspected_change=suspect_change(inputs, affected, onset, s),
             )
         )
     return out
@@ -647,7 +657,7 @@ def device_shifts(inputs: DetectionInputs, s: DetectionSettings) -> list[Candida
                         {"day": d.isoformat(), "score": round(v, 1)} for d, v in points[-14:]
                     ],
                 },
-                suspected_change=suspect_change(inputs, [device], onset),
+                suspected_change=suspect_change(inputs, [device], onset, s),
             )
         )
     return out
@@ -705,7 +715,7 @@ def disk_filling(inputs: DetectionInputs, s: DetectionSettings) -> list[Candidat
                         {"day": d.isoformat(), "disk_percent": round(v, 1)} for d, v in points
                     ],
                 },
-                suspected_change=suspect_change(inputs, [device], onset),
+                suspected_change=suspect_change(inputs, [device], onset, s),
             )
         )
     return out

@@ -125,10 +125,13 @@ def test_an_os_patch_that_slows_boot_is_found() -> None:
     assert [c for c in change_cohorts(quiet, DetectionSettings()) if c.metric == "boot"] == []
 
 
-def test_a_slow_site_is_found_within_hours_and_other_sites_are_not() -> None:
-    site_of = {d: ("paris" if i < 10 else "nyc") for i, d in enumerate(DEVICES)}
+SLOW_ONSET = AS_OF - timedelta(minutes=90)
+SITE_OF = {d: ("paris" if i < 10 else "nyc") for i, d in enumerate(DEVICES)}
+
+
+def slow_site_probes() -> list[tuple[uuid.UUID, datetime, dict[str, Any]]]:
+    """A week of hourly CRM probes, then every 20 minutes, slow at Paris from SLOW_ONSET."""
     rng = np.random.default_rng(2)
-    onset = AS_OF - timedelta(minutes=90)
     probes = []
     for d in DEVICES:
         for k in range(7 * 24):  # a probe an hour for a week, then every 20 minutes
@@ -146,18 +149,47 @@ def test_a_slow_site_is_found_within_hours_and_other_sites_are_not() -> None:
             )
         for k in range(6):
             ts = AS_OF - timedelta(minutes=115 - 20 * k)
-            slow = site_of[d] == "paris" and ts > onset
+            slow = SITE_OF[d] == "paris" and ts > SLOW_ONSET
             total = float(rng.lognormal(np.log(1.5 if slow else 0.3), 0.3))
             probes.append((d, ts, {"target": "crm", "ok": True, "total_s": total}))
     probes.sort(key=lambda p: p[1])
-    inputs = DetectionInputs(AS_OF, infos(site_of), rows(), [], [], [], probes=probes)
+    return probes
+
+
+def test_a_slow_site_is_found_within_hours_and_other_sites_are_not() -> None:
+    inputs = DetectionInputs(AS_OF, infos(SITE_OF), rows(), [], [], [], probes=slow_site_probes())
     found = site_cohorts(inputs, DetectionSettings())
     assert [(c.scope, c.scope_key, c.metric) for c in found] == [
         ("site", "paris:crm", "probe_latency")
     ]
     assert len(found[0].affected) == 10 and found[0].suspected_change is None
-    assert onset - timedelta(minutes=30) <= found[0].onset <= AS_OF
+    assert SLOW_ONSET - timedelta(minutes=30) <= found[0].onset <= AS_OF
     assert found[0].effect_size > 2
+
+
+def test_a_slow_site_blames_a_change_only_if_it_is_mostly_on_that_site() -> None:
+    day_before = SLOW_ONSET - timedelta(days=1)
+    fleet_wide = [update(d, day_before, "chrome.exe", "131.0") for d in DEVICES]
+    paris_only = [update(d, day_before, "zscaler.exe", "4.5") for d in DEVICES[:10]]
+    blamed = {}
+    for name, changes in (("fleet", fleet_wide), ("paris", fleet_wide + paris_only)):
+        inputs = DetectionInputs(
+            AS_OF, infos(SITE_OF), rows(), changes, [], [], probes=slow_site_probes()
+        )
+        (found,) = site_cohorts(inputs, DetectionSettings())
+        blamed[name] = found.suspected_change
+    # Every Paris device took the browser update, but so did 30 devices that are fine.
+    assert blamed["fleet"] is None
+    paris = blamed["paris"]
+    assert paris is not None and paris["name"] == "zscaler.exe" and paris["version"] == "4.5"
+    assert paris["coverage"] == 1.0 and paris["precision"] == 1.0
+    # With the floor lowered to nothing, the fleet-wide update would have been named.
+    loose = DetectionSettings(suspect_min_precision=0.0)
+    inputs = DetectionInputs(
+        AS_OF, infos(SITE_OF), rows(), fleet_wide, [], [], probes=slow_site_probes()
+    )
+    (found,) = site_cohorts(inputs, loose)
+    assert found.suspected_change is not None and found.suspected_change["name"] == "chrome.exe"
 
 
 def test_a_device_sliding_down_is_found_alone() -> None:

@@ -73,6 +73,10 @@ SECURE_PROPERTIES = ("SERVER_URL", "ENROLL_TOKEN", "TAGS", "CONFIG_FILE")
 """The MSI's public properties (passed to the elevated installation: SecureCustomProperties)."""
 UPGRADE_CODE = "6F1D3C1E-7B1A-4E0B-9C56-2D5C0A1B9E01"
 """The MSI's UpgradeCode: fixed for the product's whole life (MajorUpgrade finds by it)."""
+REGISTRY_LOG_TEMPLATE = "Key: [1], Name: [2]"
+"""The MSI's ActionText template of WriteRegistryValues: what a verbose log says of each
+value it writes. Windows Installer's default ends in ``Value: [3]``, which would log the
+enrollment token (written to the registry for the remember-property pattern) in clear."""
 
 
 def _say(message: str) -> None:
@@ -460,10 +464,66 @@ def _wix_payload(payload: Path, base: Path) -> tuple[str, list[str]]:
     return directory(payload, 6), components
 
 
-def build_msi(payload: Path | None, out_dir: Path) -> Path:
-    """Build ``dexscope-agent-<version>-x64.msi`` with ``wixl``; return its path."""
+SERVICE_RESTART_DELAYS_MS = (60_000, 60_000, 300_000)
+"""The service's recovery actions: restart after 1 min, 1 min, then 5 min. They also fire
+when the agent stops with an error exit code (e.g. 4, the watchdog's restart request), not
+only when it crashes."""
+SERVICE_RESET_PERIOD_S = 86_400
+"""After a day without failures the service's failure count starts again from zero."""
+
+
+def msi_fixups() -> list[str]:
+    """SQL run on the MSI after ``wixl``: what its WiX subset cannot express.
+
+    - ``SecureCustomProperties``: the public properties reach the elevated installation.
+    - ``RestoreEnrollToken`` gets ``HideTarget``, so its log line omits the token.
+    - An ``ActionText`` template for ``WriteRegistryValues`` without the value
+      (:data:`REGISTRY_LOG_TEMPLATE`).
+    - The service's recovery actions (:data:`SERVICE_RESTART_DELAYS_MS`), in
+      ``MsiServiceConfigFailureActions``, with the failure-actions flag set for non-crash
+      failures (``MsiServiceConfig``), applied by ``MsiConfigureServices`` (Windows
+      Installer 5, as WiX's ``ServiceConfig`` does).
+    """
+    secure = ";".join(["WIX_DOWNGRADE_DETECTED", "WIX_UPGRADE_DETECTED", *SECURE_PROPERTIES])
+    delays = SERVICE_RESTART_DELAYS_MS
+    install = 1  # msidbServiceConfigEventInstall (a major upgrade is an install)
+    failure_actions_flag = 4  # SERVICE_CONFIG_FAILURE_ACTIONS_FLAG
+    return [
+        f"UPDATE `Property` SET `Value` = '{secure}' WHERE `Property` = 'SecureCustomProperties'",
+        f"UPDATE `CustomAction` SET `Type` = {51 | 0x800 | 0x2000} "
+        "WHERE `Action` = 'RestoreEnrollToken'",
+        "CREATE TABLE `ActionText` (`Action` CHAR(72) NOT NULL, "
+        "`Description` CHAR(0) LOCALIZABLE, `Template` CHAR(0) LOCALIZABLE PRIMARY KEY `Action`)",
+        "INSERT INTO `ActionText` (`Action`, `Description`, `Template`) VALUES "
+        f"('WriteRegistryValues', 'Writing system registry values', '{REGISTRY_LOG_TEMPLATE}')",
+        "CREATE TABLE `MsiServiceConfigFailureActions` "
+        "(`MsiServiceConfigFailureActions` CHAR(72) NOT NULL, `Name` CHAR(255) NOT NULL, "
+        "`Event` SHORT NOT NULL, `ResetPeriod` LONG, `RebootMessage` CHAR(255) LOCALIZABLE, "
+        "`Command` CHAR(255) LOCALIZABLE, `Actions` CHAR(255), `DelayActions` CHAR(255), "
+        "`Component_` CHAR(72) NOT NULL PRIMARY KEY `MsiServiceConfigFailureActions`)",
+        "INSERT INTO `MsiServiceConfigFailureActions` (`MsiServiceConfigFailureActions`, "
+        "`Name`, `Event`, `ResetPeriod`, `Actions`, `DelayActions`, `Component_`) VALUES "
+        f"('AgentRecovery', 'DexScopeAgent', {install}, {SERVICE_RESET_PERIOD_S}, "
+        f"'{'[~]'.join('1' for _ in delays)}', '{'[~]'.join(str(d) for d in delays)}', "
+        "'AgentService')",
+        "CREATE TABLE `MsiServiceConfig` (`MsiServiceConfig` CHAR(72) NOT NULL, "
+        "`Name` CHAR(255) NOT NULL, `Event` SHORT NOT NULL, `ConfigType` LONG NOT NULL, "
+        "`Argument` CHAR(255), `Component_` CHAR(72) NOT NULL PRIMARY KEY `MsiServiceConfig`)",
+        "INSERT INTO `MsiServiceConfig` (`MsiServiceConfig`, `Name`, `Event`, `ConfigType`, "
+        f"`Argument`, `Component_`) VALUES ('AgentFailureActionsFlag', 'DexScopeAgent', "
+        f"{install}, {failure_actions_flag}, '1', 'AgentService')",
+        "INSERT INTO `InstallExecuteSequence` (`Action`, `Condition`, `Sequence`) VALUES "
+        "('MsiConfigureServices', 'VersionNT >= 600', 5850)",
+    ]
+
+
+def build_msi(payload: Path | None, out_dir: Path, *, version: str | None = None) -> Path:
+    """Build ``dexscope-agent-<version>-x64.msi`` with ``wixl``; return its path.
+
+    ``version`` defaults to the agent's; the upgrade test builds a newer one with it.
+    """
     wixl = _require("wixl", "msitools")
-    version = agent_version()
+    version = version or agent_version()
     out_dir.mkdir(parents=True, exist_ok=True)
     stage = out_dir / f".stage-msi-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)
@@ -491,21 +551,9 @@ def build_msi(payload: Path | None, out_dir: Path) -> Path:
         wixl_run = _run([wixl, "--arch", "x64", "-o", str(target), wxs.name], cwd=stage)
         if "WARNING" in wixl_run.stderr or "CRITICAL" in wixl_run.stderr:
             raise RuntimeError(f"wixl warned (an attribute it does not know?):\n{wixl_run.stderr}")
-        # What wixl cannot express: secure public properties, a hidden custom action target.
+        # What wixl cannot express (see msi_fixups), written into the built database.
         msibuild = _require("msibuild", "msitools")
-        secure = ";".join(["WIX_DOWNGRADE_DETECTED", "WIX_UPGRADE_DETECTED", *SECURE_PROPERTIES])
-        _run(
-            [
-                msibuild,
-                str(target),
-                "-q",
-                f"UPDATE `Property` SET `Value` = '{secure}' "
-                "WHERE `Property` = 'SecureCustomProperties'",
-                "-q",
-                f"UPDATE `CustomAction` SET `Type` = {51 | 0x800 | 0x2000} "
-                "WHERE `Action` = 'RestoreEnrollToken'",
-            ]
-        )
+        _run([msibuild, str(target), *(arg for sql in msi_fixups() for arg in ("-q", sql))])
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     _say(f"built {target} ({target.stat().st_size / 1e6:.2f} MB)")

@@ -1,13 +1,15 @@
 """The Windows MSI: built with wixl (msitools) around a placeholder payload, tables asserted.
 
 ``msiinfo export`` reads the built database back: the service (ServiceInstall and
-ServiceControl), the survey helper's HKLM Run value, the public properties written to the
-registry and to the service's environment, the remember-property pattern (AppSearch /
-RegLocator read back exactly the values the Registry table writes, and a type-51 custom
-action after AppSearch restores each one only when the command line did not give it),
-ENROLL_TOKEN hidden from logs, and the major upgrade. Then the MSI is Authenticode-signed
-with a test certificate made here (openssl) and the signature verified with osslsigncode.
-Nothing is installed (no Windows, no wine).
+ServiceControl, and its recovery actions), the survey helper's HKLM Run value, the public
+properties written to the registry and to the service's environment, the remember-property
+pattern (AppSearch / RegLocator read back exactly the values the Registry table writes, and
+a type-51 custom action after AppSearch restores each one only when the command line did
+not give it), ENROLL_TOKEN hidden from logs (a hidden property, and a log template for
+registry writes that leaves values out), and the major upgrade. Then the MSI is
+Authenticode-signed with a test certificate made here (openssl) and the signature verified
+with osslsigncode. Nothing is installed here: test_msi_wine.py installs, upgrades and
+removes it under wine.
 """
 
 from __future__ import annotations
@@ -69,6 +71,24 @@ def test_the_service_is_installed_started_and_removed(msi: Path) -> None:
         assert action in sequence, action
 
 
+def test_the_service_restarts_after_a_failure(msi: Path, packages: ModuleType) -> None:
+    """Recovery actions: restart (action 1) after each delay, also on an error exit code."""
+    (recovery,) = table(msi, "MsiServiceConfigFailureActions")
+    assert recovery["Name"] == "DexScopeAgent" and recovery["Component_"] == "AgentService"
+    assert recovery["Event"] == "1"  # at install (a major upgrade is one)
+    assert int(recovery["ResetPeriod"]) == packages.SERVICE_RESET_PERIOD_S
+    assert recovery["Actions"].split("[~]") == ["1", "1", "1"]
+    delays = [int(d) for d in recovery["DelayActions"].split("[~]")]
+    assert delays == list(packages.SERVICE_RESTART_DELAYS_MS)
+    # non-crash failures too: the agent stops with 4 when its watchdog wants a restart
+    (flag,) = table(msi, "MsiServiceConfig")
+    assert (flag["Name"], flag["ConfigType"], flag["Argument"]) == ("DexScopeAgent", "4", "1")
+    sequence = by(table(msi, "InstallExecuteSequence"), "Action")
+    configure = int(sequence["MsiConfigureServices"]["Sequence"])
+    assert int(sequence["InstallServices"]["Sequence"]) < configure
+    assert configure < int(sequence["StartServices"]["Sequence"])
+
+
 def test_the_survey_helper_runs_in_every_session(msi: Path) -> None:
     runs = [
         r
@@ -125,6 +145,10 @@ def test_properties_reach_the_service_and_are_remembered(msi: Path) -> None:
     assert {"ENROLL_TOKEN", "SAVED_ENROLL_TOKEN"} <= hidden
     token_action = next(a for a in actions.values() if a["Source"] == "ENROLL_TOKEN")
     assert int(token_action["Type"]) & 0x2000  # msidbCustomActionTypeHideTarget
+    # the verbose log's line for each registry value written names it without its value
+    # (the token is one of them); the wine test checks the log itself
+    (registry_text,) = [r for r in table(msi, "ActionText") if r["Action"] == "WriteRegistryValues"]
+    assert registry_text["Template"] == "Key: [1], Name: [2]"
     # no default value: nothing secret is baked into the package
     assert not {"SERVER_URL", "ENROLL_TOKEN", "TAGS"} & set(properties)
 

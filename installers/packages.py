@@ -517,6 +517,35 @@ def msi_fixups() -> list[str]:
     ]
 
 
+SECRET_KEYS = (r"SOFTWARE\DexScope\Agent", r"SYSTEM\CurrentControlSet\Services\DexScopeAgent")
+"""The HKLM keys that hold the enrollment token (the remembered properties, the service's
+environment). Users can read HKLM keys by default; these are locked to SYSTEM and the
+Administrators (:data:`SECRET_KEY_SDDL`)."""
+SECRET_KEY_SDDL = "D:PAI(A;CI;KA;;;SY)(A;CI;KA;;;BA)"
+"""Protected DACL (nothing inherited): full control for LocalSystem and Administrators only,
+inherited by subkeys. Not for the Run key: every user's session must read that one."""
+
+
+def msi_locks(registry: Sequence[tuple[str, str]]) -> list[str]:
+    """SQL adding an ``MsiLockPermissionsEx`` row (Windows Installer 5, as WiX's
+    ``PermissionEx``) for each ``(Registry row, key)`` under :data:`SECRET_KEYS`, so the
+    installer writes those keys with :data:`SECRET_KEY_SDDL`."""
+    rows = [(row, key) for row, key in registry if key in SECRET_KEYS]
+    if {key for _, key in rows} != set(SECRET_KEYS):
+        raise RuntimeError(f"the MSI writes no value under one of {SECRET_KEYS}")
+    return [
+        "CREATE TABLE `MsiLockPermissionsEx` (`MsiLockPermissionsEx` CHAR(72) NOT NULL, "
+        "`LockObject` CHAR(72) NOT NULL, `Table` CHAR(32) NOT NULL, `SDDL` LONGCHAR NOT NULL, "
+        "`Condition` CHAR(255) PRIMARY KEY `MsiLockPermissionsEx`)",
+        *(
+            "INSERT INTO `MsiLockPermissionsEx` (`MsiLockPermissionsEx`, `LockObject`, "
+            f"`Table`, `SDDL`) VALUES ('lock{row[3:]}', '{row}', 'Registry', "
+            f"'{SECRET_KEY_SDDL}')"
+            for row, _ in rows
+        ),
+    ]
+
+
 def build_msi(payload: Path | None, out_dir: Path, *, version: str | None = None) -> Path:
     """Build ``dexscope-agent-<version>-x64.msi`` with ``wixl``; return its path.
 
@@ -551,9 +580,13 @@ def build_msi(payload: Path | None, out_dir: Path, *, version: str | None = None
         wixl_run = _run([wixl, "--arch", "x64", "-o", str(target), wxs.name], cwd=stage)
         if "WARNING" in wixl_run.stderr or "CRITICAL" in wixl_run.stderr:
             raise RuntimeError(f"wixl warned (an attribute it does not know?):\n{wixl_run.stderr}")
-        # What wixl cannot express (see msi_fixups), written into the built database.
+        # What wixl cannot express (see msi_fixups and msi_locks), written into the database.
         msibuild = _require("msibuild", "msitools")
         _run([msibuild, str(target), *(arg for sql in msi_fixups() for arg in ("-q", sql))])
+        exported = _run([_require("msiinfo", "msitools"), "export", str(target), "Registry"])
+        rows = [line.split("\t") for line in exported.stdout.splitlines()[3:] if line.strip()]
+        locks = msi_locks([(row[0], row[2]) for row in rows])
+        _run([msibuild, str(target), *(arg for sql in locks for arg in ("-q", sql))])
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     _say(f"built {target} ({target.stat().st_size / 1e6:.2f} MB)")

@@ -101,6 +101,7 @@ def test_the_survey_helper_runs_in_every_session(msi: Path) -> None:
 
 def test_properties_reach_the_service_and_are_remembered(msi: Path) -> None:
     registry = table(msi, "Registry")
+    runs_key = r"SOFTWARE\Microsoft\Windows\CurrentVersion\Run"
     saved = {r["Name"]: r for r in registry if r["Key"] == r"SOFTWARE\DexScope\Agent"}
     written = {"ServerUrl": "SERVER_URL", "EnrollToken": "ENROLL_TOKEN", "Tags": "TAGS"}
     written["ConfigFile"] = "CONFIG_FILE"
@@ -145,6 +146,18 @@ def test_properties_reach_the_service_and_are_remembered(msi: Path) -> None:
     assert {"ENROLL_TOKEN", "SAVED_ENROLL_TOKEN"} <= hidden
     token_action = next(a for a in actions.values() if a["Source"] == "ENROLL_TOKEN")
     assert int(token_action["Type"]) & 0x2000  # msidbCustomActionTypeHideTarget
+    # the keys that hold the token are SYSTEM's and the Administrators' only, the Run key
+    # (read in every user's session) is not locked
+    locks = by(table(msi, "MsiLockPermissionsEx"), "LockObject")
+    rows = by(registry, "Registry")
+    assert {rows[obj]["Key"] for obj in locks} == {
+        r"SOFTWARE\DexScope\Agent",
+        r"SYSTEM\CurrentControlSet\Services\DexScopeAgent",
+    }
+    assert all(r["Registry"] in locks for r in registry if r["Key"] != runs_key)
+    assert {(lock["Table"], lock["SDDL"]) for lock in locks.values()} == {
+        ("Registry", "D:PAI(A;CI;KA;;;SY)(A;CI;KA;;;BA)")
+    }
     # the verbose log's line for each registry value written names it without its value
     # (the token is one of them); the wine test checks the log itself
     (registry_text,) = [r for r in table(msi, "ActionText") if r["Action"] == "WriteRegistryValues"]

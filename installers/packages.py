@@ -581,12 +581,11 @@ def build_msi(payload: Path | None, out_dir: Path, *, version: str | None = None
         if "WARNING" in wixl_run.stderr or "CRITICAL" in wixl_run.stderr:
             raise RuntimeError(f"wixl warned (an attribute it does not know?):\n{wixl_run.stderr}")
         # What wixl cannot express (see msi_fixups and msi_locks), written into the database.
-        msibuild = _require("msibuild", "msitools")
-        _run([msibuild, str(target), *(arg for sql in msi_fixups() for arg in ("-q", sql))])
         exported = _run([_require("msiinfo", "msitools"), "export", str(target), "Registry"])
         rows = [line.split("\t") for line in exported.stdout.splitlines()[3:] if line.strip()]
-        locks = msi_locks([(row[0], row[2]) for row in rows])
-        _run([msibuild, str(target), *(arg for sql in locks for arg in ("-q", sql))])
+        queries = [*msi_fixups(), *msi_locks([(row[0], row[2]) for row in rows])]
+        msibuild = _require("msibuild", "msitools")
+        _run([msibuild, str(target), *(arg for sql in queries for arg in ("-q", sql))])
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     _say(f"built {target} ({target.stat().st_size / 1e6:.2f} MB)")

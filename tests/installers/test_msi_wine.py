@@ -44,6 +44,8 @@ AGENT_KEY = r"HKLM\SOFTWARE\DexScope\Agent"
 SERVICE_KEY = r"HKLM\SYSTEM\CurrentControlSet\Services\DexScopeAgent"
 RUN_KEY = r"HKLM\Software\Microsoft\Windows\CurrentVersion\Run"
 UNINSTALL_KEY = r"HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall"
+# one value in `reg query` output: name, type, data
+VALUE_LINE = re.compile(r"^\s{4}(\S+)\s{4}REG_\w+(?:\s{4}(.*))?$")
 # the property dump of a verbose log: Windows writes ********** for hidden properties
 DUMP_LINE = re.compile(r"^Property\([SC]\): (SAVED_)?ENROLL_TOKEN = ")
 
@@ -107,9 +109,8 @@ class Wine:
             return None
         values: dict[str, str] = {}
         for line in done.stdout.splitlines():
-            match = re.match(r"^\s{4}(\S+)\s{4}(REG_\w+)(?:\s{4}(.*))?$", line)
-            if match:
-                values[match.group(1)] = match.group(3) or ""
+            if match := VALUE_LINE.match(line):
+                values[match.group(1)] = match.group(2) or ""
         return values
 
     def service_state(self) -> str | None:
@@ -128,8 +129,8 @@ class Wine:
                 if fields.get("DisplayName") == "DexScope Agent":
                     found[key] = fields.get("DisplayVersion", "")
                 key, fields = line.strip(), {}
-            elif match := re.match(r"^\s{4}(\S+)\s{4}REG_\w+\s{4}(.*)$", line):
-                fields[match.group(1)] = match.group(2)
+            elif match := VALUE_LINE.match(line):
+                fields[match.group(1)] = match.group(2) or ""
         return found
 
 

@@ -439,11 +439,13 @@ def run_demo(args: argparse.Namespace) -> int:
         for p in reversed(procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
+        stop_by = time.monotonic() + 15  # one grace period for all, not 15 s each
         for p in reversed(procs):
             try:
-                p.wait(timeout=15)
+                p.wait(timeout=max(0.1, stop_by - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait()
         collector_log.close()
         agent_log.close()
     return 0

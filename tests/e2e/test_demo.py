@@ -108,7 +108,13 @@ def test_demo_loads_a_fleet_and_this_machine_then_stops_on_ctrl_c(tmp_path: Path
             assert client.get("/msp").status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # and read its pipes to the end: none is left open for a later test
+            _, err = proc.communicate()
+            message = f"the demo did not stop within 60 s of Ctrl-C:\n{err[-3000:]}"
+            raise AssertionError(message) from None
     assert proc.returncode == 0, err
     assert "DexScope demo running" in err and "admin@demo.dexscope" in err
     assert "XLAs: 6 example XLAs for the demo tenant (6 created" in err

@@ -6,8 +6,9 @@ bad input, 3 collector unreachable at first enrollment. ``run --service`` (Windo
 Service Control Manager starts it; elsewhere exit 2 with a one-line error) reports the same
 codes as the service's exit code, and 4 when the watchdog wants the agent restarted (the
 service's recovery actions do it). ``status``: 0, or 2 when the state
-directory holds no identity. ``survey-helper``: 0, or 2 when the survey box
-(``STATE_DIR/surveys``) is missing or unusable, or (with ``--once``) no window can be opened.
+directory holds no identity. ``survey-helper``: 0, or 2 when the survey box (``--box DIR``
+or ``DEXSCOPE_SURVEY_BOX``, the shared box of a system service; or ``STATE_DIR/surveys``
+with ``--state-dir``) is missing or unusable, or (with ``--once``) no window can be opened.
 """
 
 from __future__ import annotations
@@ -17,11 +18,18 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LOG_FORMAT", "SERVICE_ELSEWHERE", "register", "service_log_handler", "service_loop"]
+__all__ = [
+    "LOG_FORMAT",
+    "SERVICE_ELSEWHERE",
+    "helper_box",
+    "register",
+    "service_log_handler",
+    "service_loop",
+]
 
 log = logging.getLogger("dexscope.agent")
 
@@ -36,6 +44,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--persona-hint", help="persona suggested to the collector")
     p.add_argument("--tag", action="append", default=[], metavar="K=V", help="installer tag")
     p.add_argument("--config", type=Path, help="agent TOML file (or DEXSCOPE_AGENT_CONFIG)")
+    p.add_argument(
+        "--survey-box",
+        type=Path,
+        metavar="DIR",
+        help="a survey box shared with every local account, outside the private state folder "
+        "(system service with per-user helpers; or DEXSCOPE_SURVEY_BOX)",
+    )
     p.add_argument(
         "--allow-insecure-http",
         action="store_true",
@@ -58,10 +73,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "survey-helper",
         help="show survey prompts in the user's session (run as the user, not the service)",
-        description="Poll the prompt box STATE_DIR/surveys and show each pending prompt in a "
-        "small always-on-top dialog; answers go back to the box for the agent to spool.",
+        description="Poll the prompt box (--box DIR, or STATE_DIR/surveys with --state-dir) "
+        "and show each pending prompt in a small always-on-top dialog; answers go back to the "
+        "box for the agent to spool.",
     )
-    p.add_argument("--state-dir", type=Path, help="the agent's state dir (or DEXSCOPE_STATE_DIR)")
+    p.add_argument(
+        "--box",
+        type=Path,
+        metavar="DIR",
+        help="the shared survey box of a system service (its --survey-box; or DEXSCOPE_SURVEY_BOX)",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        help="the agent's state dir, for its private box STATE_DIR/surveys (or DEXSCOPE_STATE_DIR)",
+    )
     p.add_argument("--once", action="store_true", help="show what is pending now, then exit")
     p.add_argument(
         "--timeout-s", type=float, default=120.0, help="close an unanswered dialog after this"
@@ -111,6 +137,7 @@ def _run(args: argparse.Namespace) -> int:
         "persona_hint": args.persona_hint,
         "tags": _tags(args.tag),
         "allow_insecure_http": args.allow_insecure_http,
+        "survey_box": str(args.survey_box) if args.survey_box else None,
     }
     if args.service:  # pragma: no cover - Windows builds (tested with a fake advapi32)
         return _run_service(flags, args.config)
@@ -204,16 +231,44 @@ def _survey_helper(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    state_dir = args.state_dir or (
-        Path(os.environ["DEXSCOPE_STATE_DIR"]) if os.environ.get("DEXSCOPE_STATE_DIR") else None
-    )
-    if state_dir is None:
-        raise CliError("--state-dir (or DEXSCOPE_STATE_DIR) is required")
     if not 0 < args.timeout_s <= 86400 or not 0 < args.poll_s <= 86400:
         raise CliError("--timeout-s and --poll-s must be more than 0 and at most 86400")
     try:
         return run_helper(
-            state_dir / "surveys", once=args.once, timeout_s=args.timeout_s, poll_s=args.poll_s
+            helper_box(args.box, args.state_dir, os.environ),
+            once=args.once,
+            timeout_s=args.timeout_s,
+            poll_s=args.poll_s,
         )
     except (BoxError, DialogError) as exc:
         raise CliError(str(exc)) from exc
+
+
+def helper_box(box: Path | None, state_dir: Path | None, environ: Mapping[str, str]) -> Path:
+    """The box the survey helper opens: ``--box`` or ``--state-dir`` (``STATE_DIR/surveys``),
+    else ``DEXSCOPE_SURVEY_BOX`` or ``DEXSCOPE_STATE_DIR``; exactly one of them.
+
+    A flag wins over both variables (an explicit choice); with no flag, both variables set
+    is as ambiguous as both flags. Raises :class:`dexscope.cli.CliError` otherwise.
+    """
+    from dexscope.cli import CliError
+
+    if box is not None and state_dir is not None:
+        raise CliError("--box and --state-dir cannot be combined (give the box the helper opens)")
+    if box is not None:
+        return box
+    if state_dir is not None:
+        return state_dir / "surveys"
+    env_box = environ.get("DEXSCOPE_SURVEY_BOX")
+    env_state = environ.get("DEXSCOPE_STATE_DIR")
+    if env_box and env_state:
+        raise CliError(
+            "DEXSCOPE_SURVEY_BOX and DEXSCOPE_STATE_DIR are both set: pass --box or --state-dir"
+        )
+    if env_box:
+        return Path(env_box)
+    if env_state:
+        return Path(env_state) / "surveys"
+    raise CliError(
+        "--box (or DEXSCOPE_SURVEY_BOX) or --state-dir (or DEXSCOPE_STATE_DIR) is required"
+    )

@@ -3,8 +3,8 @@
 Layers, lowest first: built-in defaults < the collector's configuration (sampling and
 upload settings only) < the TOML file (``--config`` or ``DEXSCOPE_AGENT_CONFIG``) <
 environment (``DEXSCOPE_SERVER_URL``, ``DEXSCOPE_ENROLL_TOKEN``, ``DEXSCOPE_STATE_DIR``,
-``DEXSCOPE_TAGS``) < command-line flags. A local administrator's file therefore pins what
-the server would set.
+``DEXSCOPE_SURVEY_BOX``, ``DEXSCOPE_TAGS``) < command-line flags. A local administrator's
+file therefore pins what the server would set.
 
 A change (a new server configuration) is applied by validating the merged layers into a new
 :class:`AgentConfig`, never by mutating the running one; an invalid server configuration is
@@ -81,6 +81,7 @@ _TOP_KEYS = {
     "server_url",
     "enroll_token",
     "state_dir",
+    "survey_box",
     "persona_hint",
     "ca_bundle",
     "allow_insecure_http",
@@ -130,7 +131,9 @@ class AgentConfig:
     ``ca_bundle`` None means the system's trust store; TLS verification is always on.
     ``allow_insecure_http`` is the explicit opt-in to a plain ``http://`` server_url that is
     not this machine's loopback (the agent logs a warning when it uses it).
-    ``enroll_token`` is a secret and stays out of ``repr``.
+    ``enroll_token`` is a secret and stays out of ``repr``. ``survey_box`` None means the
+    service's private box ``state_dir/surveys``; a path is a box shared with every local
+    account (a system service with per-user survey helpers; see :mod:`agent.surveys.box`).
     """
 
     server_url: str | None
@@ -147,6 +150,7 @@ class AgentConfig:
     """A profile of :data:`agent.watchdog.PROFILES`, or ``off``."""
     server_config_version: int | None = None
     allow_insecure_http: bool = False
+    survey_box: Path | None = None
 
 
 def _number(where: str, value: Any, *, minimum: float, maximum: float, integer: bool) -> Any:
@@ -277,6 +281,13 @@ def _validate(merged: Mapping[str, Any], known_samplers: frozenset[str]) -> Agen
     state_dir = _string("state_dir", merged.get("state_dir"))
     if state_dir is None:
         raise AgentConfigError("state_dir is required (--state-dir or DEXSCOPE_STATE_DIR)")
+    resolved_state = Path(state_dir).expanduser().resolve()
+    survey_box = _string("survey_box", merged.get("survey_box"))
+    box_path = Path(survey_box).expanduser().resolve() if survey_box else None
+    if box_path is not None and (box_path == resolved_state or resolved_state in box_path.parents):
+        raise AgentConfigError(
+            "survey_box must be outside state_dir (the state folder is private to the service)"
+        )
     ca_bundle = _string("ca_bundle", merged.get("ca_bundle"))
     if ca_bundle is not None and not Path(ca_bundle).expanduser().is_file():
         raise AgentConfigError(f"ca_bundle {ca_bundle} is not a readable file")
@@ -292,7 +303,7 @@ def _validate(merged: Mapping[str, Any], known_samplers: frozenset[str]) -> Agen
     return AgentConfig(
         server_url=server_url,
         enroll_token=_string("enroll_token", merged.get("enroll_token")),
-        state_dir=Path(state_dir).expanduser().resolve(),
+        state_dir=resolved_state,
         persona_hint=_string("persona_hint", merged.get("persona_hint")),
         ca_bundle=Path(ca_bundle).expanduser() if ca_bundle else None,
         tags=MappingProxyType(tags),
@@ -305,6 +316,7 @@ def _validate(merged: Mapping[str, Any], known_samplers: frozenset[str]) -> Agen
         watchdog_profile=str(profile),
         server_config_version=version if isinstance(version, int) else None,
         allow_insecure_http=allow_insecure_http,
+        survey_box=box_path,
     )
 
 
@@ -347,6 +359,7 @@ class ConfigLayers:
                 ("server_url", "DEXSCOPE_SERVER_URL"),
                 ("enroll_token", "DEXSCOPE_ENROLL_TOKEN"),
                 ("state_dir", "DEXSCOPE_STATE_DIR"),
+                ("survey_box", "DEXSCOPE_SURVEY_BOX"),
             )
             if environ.get(var)
         }

@@ -125,6 +125,7 @@ class AgentRuntime:
             self.runner.take_stats,
             self.spool.mark,
             spool_now=lambda events, marks: self.spool.append(events, marks=marks),
+            survey_box=config.survey_box,
         )
         self.config = config
         self.samplers = build_samplers(self.registry, config.samplers)
@@ -172,8 +173,16 @@ class AgentRuntime:
             for name, s in self.config.samplers.items()
             if s.enabled
         }
+        from agent.samplers.survey import SURVEY_BOX  # loaded with the samplers already
+
+        box = self.config.survey_box
         value = json.dumps(
-            {"samplers": collection, "watchdog_profile": self.config.watchdog_profile},
+            {
+                "samplers": collection,
+                "watchdog_profile": self.config.watchdog_profile,
+                "survey_box": str(box or self.config.state_dir / SURVEY_BOX),
+                "survey_box_shared": box is not None,
+            },
             sort_keys=True,
         )
         if self.spool.mark("collection") != value:
@@ -520,6 +529,9 @@ def print_status(state_dir: Path, as_json: bool) -> None:
         print(f"{'collection':34} - (the agent has not run yet)")
         return
     print(f"{'watchdog profile':34} {collection.get('watchdog_profile')}")
+    if collection.get("survey_box"):
+        kind = "shared" if collection.get("survey_box_shared") else "private"
+        print(f"{'survey box':34} {collection['survey_box']} ({kind})")
     print("collecting (sampler, every, source; see docs/privacy.md for every field):")
     for name, settings in sorted(collection.get("samplers", {}).items()):
         extra = {

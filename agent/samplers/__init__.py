@@ -65,6 +65,9 @@ class SamplerContext:
     that react to them (the survey sampler's event triggers); the reader drains it."""
     agent_state: dict[str, Any] = field(default_factory=dict)
     """The runtime's live state for self-metrics (``throttled``, ``watchdog_restarts_total``)."""
+    survey_box: Path | None = None
+    """The survey box shared with every local account (``agent run --survey-box``), or None
+    for the service's private box ``state_dir/surveys`` (see :mod:`agent.surveys.box`)."""
 
     def remember(self, key: str, value: str) -> None:
         """Persist ``key = value`` together with the events of the current round."""

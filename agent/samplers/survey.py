@@ -11,8 +11,11 @@ reason for ``agent_health`` (``survey_skips``).
 Campaigns and fatigue rules come from the collector (``campaigns`` and ``surveys`` of the
 agent configuration), carried as this sampler's options ``campaigns`` and ``fatigue`` and
 validated before a configuration is accepted. The box is ``STATE_DIR/surveys`` (see
-:mod:`agent.surveys.box`). Answers carry no user identity: the planner works per device
-(its primary user), and anonymous campaigns carry nothing that could identify anyone.
+:mod:`agent.surveys.box`), private to the service's account; with ``agent run --survey-box
+DIR`` (or ``DEXSCOPE_SURVEY_BOX``, :attr:`SamplerContext.survey_box`) it is ``DIR`` in the
+box's shared mode, for a system service whose helpers run as each signed-in user. Answers
+carry no user identity: the planner works per device (its primary user), and anonymous
+campaigns carry nothing that could identify anyone.
 """
 
 from __future__ import annotations
@@ -31,11 +34,19 @@ from agent.surveys.model import Answer, Campaign, CampaignError, Prompt, parse_c
 from agent.surveys.policy import FatigueSettings, PlannerState, SurveyPlanner
 from dexscope.wire import Event
 
-__all__ = ["SURVEY_BOX", "SurveySampler", "response_event"]
+__all__ = ["SURVEY_BOX", "SurveySampler", "response_event", "survey_box"]
 
 SURVEY_BOX = "surveys"
 """The prompt box's folder name inside the state directory."""
 _STATE = "survey.state"
+
+
+def survey_box(ctx: SamplerContext) -> SurveyBox:
+    """The service's side of the prompt box: ``ctx.survey_box`` shared with every local
+    account when set, else the private ``STATE_DIR/surveys``."""
+    if ctx.survey_box is not None:
+        return SurveyBox(ctx.survey_box, shared=True)
+    return SurveyBox(ctx.state_dir / SURVEY_BOX)
 
 
 def response_event(prompt: Prompt, answer: Answer) -> dict[str, Any]:
@@ -127,7 +138,7 @@ class SurveySampler(Sampler):
         planner = self._planner_for(ctx, now)
         while ctx.observed:
             planner.observe(ctx.observed.popleft())
-        box = SurveyBox(ctx.state_dir / SURVEY_BOX)
+        box = survey_box(ctx)
         events: list[dict[str, Any]] = []
 
         def spool_answers(pairs: list[tuple[Prompt, Answer]]) -> None:

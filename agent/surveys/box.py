@@ -44,13 +44,22 @@ prompt is unknown or already collected. A refused file is logged with its reason
 an answer file can crash the service or make it lose a valid answer.
 
 **Permissions.** Same-user deployment (the default: the service and the helper run as the
-same account, as in the demo and the tests): every directory 0700, every file 0600.
-``shared=True`` is for a system service with per-user helpers: ``root`` 0750, ``prompts``
-2750 (helpers read), ``answers`` 3770 (setgid, so answers take the directory's group; sticky,
-so a user cannot remove another user's answer), ``rejected`` 0700, files 0640. The installer
-creates the group (e.g. ``dexscope-survey``), puts the service account and the interactive
-users in it and sets the directories' group (``chgrp -R``); the box never changes owners.
-Members of the group can read the device's prompts and each other's answers.
+same account, as in the demo and the tests; the box is ``STATE_DIR/surveys``): every
+directory 0700, every file 0600. ``shared=True`` is for a system service with per-user
+helpers (``agent run --survey-box DIR``): the box is outside the service's private state
+folder and no group is needed. On POSIX, ``root`` 0755; ``prompts`` 0755 with prompt files
+0644 (any local account may read the questions: they hold no personal data); ``answers``
+3733: setgid, so an answer file takes the directory's group (the service's), sticky, so a
+user can neither remove nor rename another user's answer, and write and search but no read
+for the others, so a user can add an answer file (and check that one exists, which is all
+:meth:`SurveyBox.pending` needs) but cannot list the others'. The helper writes answer files
+0640: the service reads them through their group, other users cannot. ``rejected`` 0700 and
+``collected.json`` 0600 in both modes (the service's own). The service's group must hold no
+interactive user (a system account's own group does). The service still refuses a hostile
+answer file (a link, a pipe, a directory, an oversized one, one whose prompt it did not
+post) and one it cannot read (a user made it 0600: ``unreadable``). On Windows modes mean
+nothing: the installer sets the ACLs (users may read the prompts and add answers, not list
+or read the others' answers) and the box only checks that it can do its part.
 
 Datetimes are written as ISO 8601 in UTC.
 """
@@ -105,6 +114,7 @@ REJECT_REASONS: Final = (
 )
 """Why the service refused an answer file (``stale_temp``: a helper's abandoned temporary)."""
 
+_MODE_WARNED: set[str] = set()
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _TEMP_PREFIX = ".tmp-"
 _STALE_TEMP_S = 3600.0
@@ -300,8 +310,9 @@ class SurveyBox:
 
     ``create=True`` (the service) creates the directories and enforces their modes;
     ``create=False`` (the helper) only opens an existing box and raises :class:`BoxError`
-    when it is missing or unusable. ``shared=True`` selects the group modes for a system
-    service with per-user helpers.
+    when it is missing or unusable. ``shared=True`` selects the modes of a box shared with
+    every local account (a system service with per-user helpers); the helper side takes
+    them by itself when the box belongs to another account.
     """
 
     def __init__(self, root: Path, *, shared: bool = False, create: bool = True) -> None:
@@ -311,31 +322,83 @@ class SurveyBox:
         self.prompts_dir = self.root / "prompts"
         self.answers_dir = self.root / "answers"
         self.rejected_dir = self.root / "rejected"
-        self._file_mode = 0o640 if shared else 0o600
+        self._prompt_mode = 0o644 if shared else 0o600
+        self._answer_mode = 0o640 if shared else 0o600
+        self._journal_mode = 0o600
         self._rejections: dict[str, int] = {}
         self._warned: set[str] = set()
         if create:
-            modes = (
-                [(self.root, 0o750), (self.prompts_dir, 0o2750), (self.answers_dir, 0o3770)]
-                if shared
-                else [(self.root, 0o700), (self.prompts_dir, 0o700), (self.answers_dir, 0o700)]
-            )
-            for path, mode in [*modes, (self.rejected_dir, 0o700)]:
+            self._create()
+        else:
+            self._check_helper_access()
+            # another account's box (the service's): answers must be readable by it
+            # through their group, whatever the caller said
+            if (
+                not shared
+                and hasattr(os, "getuid")
+                and os.stat(self.answers_dir).st_uid != os.getuid()
+            ):
+                self.shared = True
+                self._prompt_mode, self._answer_mode = 0o644, 0o640
+
+    def _create(self) -> None:
+        modes = (
+            [(self.root, 0o755), (self.prompts_dir, 0o755), (self.answers_dir, 0o3733)]
+            if self.shared
+            else [(self.root, 0o700), (self.prompts_dir, 0o700), (self.answers_dir, 0o700)]
+        )
+        for path, mode in [*modes, (self.rejected_dir, 0o700)]:
+            try:
                 path.mkdir(parents=True, exist_ok=True, mode=0o700)
                 os.chmod(path, mode)
-        else:
-            for path, need in ((self.prompts_dir, os.R_OK | os.X_OK), (self.answers_dir, os.W_OK)):
-                if not path.is_dir():
-                    raise BoxError(f"no survey box at {self.root} ({path.name}/ is missing)")
-                if not os.access(path, need | os.X_OK):
-                    raise BoxError(f"the survey box at {self.root} is not readable and writable")
+            except OSError as exc:
+                raise BoxError(
+                    f"cannot set up the survey box at {self.root}: "
+                    f"{path.name}/: {exc.strerror or exc}"
+                ) from exc
+            if (
+                os.name == "posix"
+                and stat.S_IMODE(os.stat(path).st_mode) != mode
+                and str(path) not in _MODE_WARNED
+            ):
+                # e.g. setgid dropped: the directory's group is not one of the service's
+                _MODE_WARNED.add(str(path))  # once per process, not at every round
+                log.warning(
+                    "survey box: %s has mode %o, not %o (check its owner and group)",
+                    path,
+                    stat.S_IMODE(os.stat(path).st_mode),
+                    mode,
+                )
+
+    def _check_helper_access(self) -> None:
+        closed = BoxError(
+            f"the survey box at {self.root} is not open to this account (a service's "
+            f"private box? point the helper at the shared box with --box)"
+        )
+        try:
+            os.stat(self.root)
+        except PermissionError:
+            raise closed from None
+        except OSError:
+            raise BoxError(f"no survey box at {self.root}") from None
+        if not os.access(self.root, os.X_OK):
+            raise closed
+        for path in (self.prompts_dir, self.answers_dir):
+            if not path.is_dir():
+                raise BoxError(f"no survey box at {self.root} ({path.name}/ is missing)")
+        if not os.access(self.prompts_dir, os.R_OK | os.X_OK):
+            raise BoxError(f"the survey box at {self.root}: prompts/ is not readable")
+        if not os.access(self.answers_dir, os.W_OK | os.X_OK):
+            raise BoxError(f"the survey box at {self.root}: answers/ is not writable")
 
     # -- service side --------------------------------------------------------------------
 
     def post(self, prompt: Prompt) -> None:
         """Write a prompt for the helper (atomically; posting the same prompt again is fine)."""
         name = _check_id(prompt.prompt_id) + ".json"
-        self._write(self.prompts_dir, name, prompt_to_json(prompt), exclusive=False)
+        self._write(
+            self.prompts_dir, name, prompt_to_json(prompt), mode=self._prompt_mode, exclusive=False
+        )
 
     def withdraw(self, prompt_id: str) -> None:
         """Remove a prompt the helper should no longer show (expired or superseded).
@@ -424,17 +487,19 @@ class SurveyBox:
         stands) and ValueError for a prompt id that is not a safe file name.
         """
         name = _check_id(answer.prompt_id) + ".json"
-        self._write(self.answers_dir, name, answer_to_json(answer), exclusive=True)
+        self._write(
+            self.answers_dir, name, answer_to_json(answer), mode=self._answer_mode, exclusive=True
+        )
 
     # -- internals -----------------------------------------------------------------------
 
-    def _write(self, directory: Path, name: str, text: str, *, exclusive: bool) -> None:
+    def _write(self, directory: Path, name: str, text: str, *, mode: int, exclusive: bool) -> None:
         tmp = directory / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self._file_mode)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 if hasattr(os, "fchmod"):
-                    os.fchmod(handle.fileno(), self._file_mode)  # whatever the umask
+                    os.fchmod(handle.fileno(), mode)  # whatever the umask
                 handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -531,7 +596,16 @@ class SurveyBox:
         try:
             os.rename(self.answers_dir / name, target)
         except OSError:
-            _unlink(self.answers_dir / name)
+            # another account's directory cannot be moved (it takes write access to it):
+            # remove it when it is empty, never walk a tree a user planted
+            path = self.answers_dir / name
+            if os.path.isdir(path) and not os.path.islink(path):
+                try:
+                    os.rmdir(path)
+                except OSError as exc:
+                    log.warning("survey box: cannot remove %s: %s", path, exc)
+            else:
+                _unlink(path)
             return
         try:
             kept = sorted(os.listdir(self.rejected_dir))
@@ -578,7 +652,9 @@ class SurveyBox:
         horizon = datetime.now(UTC) - timedelta(days=_JOURNAL_DAYS)
         kept = sorted(((t, k) for k, t in collected.items() if t >= horizon), reverse=True)
         data = {k: _iso(t) for t, k in kept[:_JOURNAL_MAX]}
-        self._write(self.root, "collected.json", json.dumps(data), exclusive=False)
+        self._write(
+            self.root, "collected.json", json.dumps(data), mode=self._journal_mode, exclusive=False
+        )
 
 
 def _unlink(path: Path) -> None:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from agent.cli import register
+from agent.config import DEFAULTS, ConfigLayers
+from agent.errors import AgentConfigError
 from agent.main import STATUS_KEYS, agent_status
 from agent.spool import read_stats
 from agent.state import Identity, save_identity
@@ -18,8 +23,11 @@ from tests.agent.test_enroll import closed_port
 REPO = Path(__file__).resolve().parents[2]
 
 
-def dexscope(*args: str) -> subprocess.CompletedProcess[str]:
+def dexscope(
+    *args: str, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEXSCOPE_")}
+    env.update(env_extra or {})
     return subprocess.run(
         [sys.executable, "-m", "dexscope", *args],
         capture_output=True,
@@ -82,3 +90,60 @@ def test_once_unreachable_after_enrollment_keeps_the_data(tmp_path: Path) -> Non
     shown = dexscope("agent", "status", "--state-dir", str(tmp_path), "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout) == status
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_run_with_a_shared_survey_box(tmp_path: Path, how: str) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    state, shared = tmp_path / "state", tmp_path / "survey-box"
+    save_identity(
+        state, Identity("0b6c1f43-5a53-4e8e-9a51-4a2f8c3f1d10", "dt_x", url, "2026-11-22")
+    )
+    args = ["agent", "run", "--state-dir", str(state), "--once"]
+    if how == "flag":
+        result = dexscope(*args, "--survey-box", str(shared))
+    else:
+        result = dexscope(*args, env_extra={"DEXSCOPE_SURVEY_BOX": str(shared)})
+    assert result.returncode == 0, result.stderr
+    assert not (state / "surveys").exists()  # not the private box
+    if sys.platform != "win32":
+        modes = {d: stat.S_IMODE((shared / d).stat().st_mode) for d in ("prompts", "answers")}
+        assert modes == {"prompts": 0o755, "answers": 0o3733}
+    status = agent_status(state)
+    assert status["collection"]["survey_box"] == str(shared.resolve())
+    assert status["collection"]["survey_box_shared"] is True
+    shown = dexscope("agent", "status", "--state-dir", str(state))
+    assert f"{shared.resolve()} (shared)" in shown.stdout
+
+
+def test_survey_box_setting_flag_env_and_file(tmp_path: Path) -> None:
+    def build(
+        flags: dict[str, str | None], environ: dict[str, str], file: Path | None = None
+    ) -> Path | None:
+        layers = ConfigLayers.load(
+            flags={"state_dir": str(tmp_path / "state"), **flags},
+            config_file=file,
+            environ=environ,
+            known_samplers=frozenset(DEFAULTS["samplers"]),
+        )
+        return layers.build().survey_box
+
+    assert build({}, {}) is None
+    assert build({}, {"DEXSCOPE_SURVEY_BOX": str(tmp_path / "env")}) == tmp_path / "env"
+    flag = {"survey_box": str(tmp_path / "flag")}
+    assert build(flag, {"DEXSCOPE_SURVEY_BOX": str(tmp_path / "env")}) == tmp_path / "flag"
+    toml = tmp_path / "agent.toml"
+    toml.write_text(f"survey_box = {json.dumps(str(tmp_path / 'file'))}\n")
+    assert build({}, {}, toml) == tmp_path / "file"
+    assert build({}, {"DEXSCOPE_SURVEY_BOX": str(tmp_path / "env")}, toml) == tmp_path / "env"
+    with pytest.raises(AgentConfigError, match="survey_box must be outside state_dir"):
+        build({"survey_box": str(tmp_path / "state" / "surveys")}, {})
+
+
+def test_register_adds_the_survey_box_options() -> None:
+    parser = argparse.ArgumentParser(prog="dexscope agent")
+    register(parser.add_subparsers(dest="agent_command", required=True))
+    args = parser.parse_args(["run", "--survey-box", "/srv/box"])
+    assert args.survey_box == Path("/srv/box")
+    args = parser.parse_args(["survey-helper", "--box", "/srv/box"])
+    assert args.box == Path("/srv/box") and args.state_dir is None

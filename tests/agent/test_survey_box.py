@@ -8,6 +8,7 @@ import logging
 import os
 import stat
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -338,13 +339,31 @@ def test_an_existing_box_is_tightened(tmp_path: Path) -> None:
 
 @posix_only
 def test_shared_mode_permissions(tmp_path: Path) -> None:
-    box = SurveyBox(tmp_path / "surveys", shared=True)
-    box.post(prompt())
-    box.answer(answer())
+    old = os.umask(0)
+    try:
+        box = SurveyBox(tmp_path / "surveys", shared=True)
+        box.post(prompt())
+        box.answer(answer())
+        box.collect_answers()
+        box.post(prompt("p-2"))
+        box.answer(answer("p-2"))
+    finally:
+        os.umask(old)
     modes = {d.name: stat.S_IMODE(d.stat().st_mode) for d in (box.root, box.prompts_dir,
              box.answers_dir, box.rejected_dir)}  # fmt: skip
-    assert modes == {"surveys": 0o750, "prompts": 0o2750, "answers": 0o3770, "rejected": 0o700}
-    assert stat.S_IMODE((box.answers_dir / f"{PID}.json").stat().st_mode) == 0o640
+    assert modes == {"surveys": 0o755, "prompts": 0o755, "answers": 0o3733, "rejected": 0o700}
+    assert stat.S_IMODE((box.prompts_dir / "p-2.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((box.answers_dir / "p-2.json").stat().st_mode) == 0o640
+    assert stat.S_IMODE((box.root / "collected.json").stat().st_mode) == 0o600
+
+
+@posix_only
+def test_a_private_box_made_shared_is_opened_up_and_the_reverse(tmp_path: Path) -> None:
+    SurveyBox(tmp_path / "surveys")
+    box = SurveyBox(tmp_path / "surveys", shared=True)
+    assert stat.S_IMODE(box.answers_dir.stat().st_mode) == 0o3733
+    box = SurveyBox(tmp_path / "surveys")
+    assert stat.S_IMODE(box.answers_dir.stat().st_mode) == 0o700
 
 
 def test_the_helper_side_needs_an_existing_box(tmp_path: Path) -> None:
@@ -353,3 +372,249 @@ def test_the_helper_side_needs_an_existing_box(tmp_path: Path) -> None:
     assert not (tmp_path / "nowhere").exists()
     SurveyBox(tmp_path / "surveys")
     assert SurveyBox(tmp_path / "surveys", create=False).pending(NOW) == []
+
+
+# -- across accounts: a service uid, a helper uid, a third user's uid ------------------------
+#
+# Root ignores file modes, so a box test run as root proves nothing about them: here the
+# service side, the helper and a third user each run as their own throw-away unprivileged
+# account (useradd, removed afterwards) in a real process. The process starts as root,
+# imports what it needs, then drops to the account (setgroups, setgid, setuid) before it
+# touches the box: the test's Python may live where only root can read (a pyenv in root's
+# home), so ``subprocess.run(user=...)`` could not even start it.
+
+_AS_ACCOUNT = """
+import errno, json, os, stat, sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+import agent.cli, agent.surveys.box, agent.surveys.dialog, dexscope.cli
+from agent.surveys.box import BoxError, SurveyBox
+from agent.surveys.model import Answer, Prompt, Question
+dexscope.cli.build_parser()  # imports every subcommand module while it still can
+uid, gid = int(sys.argv[1]), int(sys.argv[2])
+os.setgroups([])
+os.setgid(gid)
+os.setuid(uid)
+assert (os.getuid(), os.geteuid(), os.getgid(), os.getegid()) == (uid, uid, gid, gid)
+assert os.getgroups() in ([], [gid])
+root = Path(sys.argv[3])
+
+def denied(call, *args):
+    try:
+        call(*args)
+    except PermissionError:
+        return True
+    return False
+
+exec(sys.argv[4])
+"""
+
+
+class Account:
+    """A throw-away unprivileged local account (its own user group, no home, no shell)."""
+
+    def __init__(self, name: str) -> None:
+        import pwd
+
+        self.name = name
+        entry = pwd.getpwnam(name)
+        self.uid, self.gid = entry.pw_uid, entry.pw_gid
+
+    def run(self, root: Path, code: str, env: dict[str, str] | None = None) -> str:
+        """Run ``code`` as this account (``root``: the box); return its stdout."""
+        import subprocess
+        import textwrap
+
+        result = subprocess.run(
+            [sys.executable, "-c", _AS_ACCOUNT, str(self.uid), str(self.gid), str(root),
+             textwrap.dedent(code)],
+            capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("DEXSCOPE_")},
+                 **(env or {})},
+        )  # fmt: skip
+        assert result.returncode == 0, f"as {self.name}: {result.stderr}"
+        return result.stdout
+
+
+@pytest.fixture(scope="module")
+def accounts() -> Iterator[tuple[Account, Account, Account]]:
+    """The service's, a user's (the helper) and another user's account."""
+    import secrets
+    import shutil
+    import subprocess
+
+    if sys.platform == "win32" or not hasattr(os, "geteuid"):
+        pytest.skip("POSIX accounts and modes (Windows: the MSI's ACLs)")
+    if os.geteuid() != 0:
+        pytest.skip("creating throw-away accounts needs root")
+    useradd, userdel = shutil.which("useradd"), shutil.which("userdel")
+    if useradd is None or userdel is None:
+        message = "the cross-account tests need useradd and userdel (Debian passwd)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    tag = secrets.token_hex(3)
+    names = [f"dxs{tag}{role}" for role in ("svc", "usr", "oth")]
+    made: list[str] = []
+    try:
+        for name in names:
+            subprocess.run(
+                [useradd, "--system", "--user-group", "--no-create-home",
+                 "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
+                check=True, capture_output=True, timeout=30,
+            )  # fmt: skip
+            made.append(name)
+        service, user, other = (Account(name) for name in names)
+        yield service, user, other
+    finally:
+        for name in made:
+            subprocess.run([userdel, name], capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def shared_root(accounts: tuple[Account, Account, Account]) -> Iterator[Path]:
+    """An empty folder every account can reach, owned by the service's account (what an
+    installer makes: ``install -d -o SERVICE -g SERVICE``); the service creates the box."""
+    import shutil
+    import tempfile
+
+    service = accounts[0]
+    parent = Path(tempfile.mkdtemp(prefix="dexscope-box-"))  # not under pytest's 0700 tmp
+    try:
+        os.chmod(parent, 0o755)
+        root = parent / "survey-box"
+        root.mkdir()
+        os.chown(root, service.uid, service.gid)
+        yield root
+    finally:
+        shutil.rmtree(parent)
+
+
+_POST = """
+box = SurveyBox(root, shared=True)
+now = datetime.now(UTC)
+for pid in sys.argv[5:] or ["p-1"]:
+    box.post(Prompt(pid, "c-pulse", Question("stars", "How well could you work today?"),
+                    "pulse", now, now + timedelta(hours=1)))
+"""
+
+_COLLECT = """
+box = SurveyBox(root, shared=True)
+answers = box.collect_answers()
+print(json.dumps({"answers": [[a.prompt_id, a.outcome, a.value, a.comment] for a in answers],
+                  "rejections": box.rejections}))
+"""
+
+_HELPER_CLI = """
+from agent.surveys import dialog
+def auto_answer(prompt, *, timeout_s):  # the dialog, answered at once (no display here)
+    now = datetime.now(UTC)
+    return Answer(prompt.prompt_id, prompt.campaign_id, "answered", now, now, 4, "slow VPN")
+dialog.show_dialog = auto_answer
+argv = ["agent", "survey-helper", "--once", "--log-level", "info"]
+code = dexscope.cli.main(argv + (["--box", str(root)] if "DEXSCOPE_SURVEY_BOX" not in os.environ
+                                 else []))
+print(json.dumps({"code": code}))
+"""
+
+
+def _posted(service: Account, root: Path, *pids: str) -> None:
+    service.run(root, _POST.replace("sys.argv[5:]", repr(list(pids))))
+
+
+def test_across_accounts_the_helper_answers_and_the_service_collects(
+    accounts: tuple[Account, Account, Account], shared_root: Path
+) -> None:
+    service, user, other = accounts
+    root = shared_root
+    _posted(service, root, PID, "p-locked")
+    answers_dir = root / "answers"
+    modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in (root, root / "prompts",
+             answers_dir, root / "rejected")}  # fmt: skip
+    assert modes == {"survey-box": 0o755, "prompts": 0o755, "answers": 0o3733, "rejected": 0o700}
+    for path in (root / "prompts", answers_dir, root / "rejected"):
+        assert (os.stat(path).st_uid, os.stat(path).st_gid) == (service.uid, service.gid)
+    prompt_file = os.stat(root / "prompts" / f"{PID}.json")
+    assert stat.S_IMODE(prompt_file.st_mode) == 0o644 and prompt_file.st_uid == service.uid
+
+    # the helper, as the signed-in user, through the real command line
+    out = user.run(root, _HELPER_CLI)
+    assert json.loads(out.splitlines()[-1]) == {"code": 0}
+    mine = os.stat(answers_dir / f"{PID}.json")
+    assert stat.S_IMODE(mine.st_mode) == 0o640
+    assert (mine.st_uid, mine.st_gid) == (user.uid, service.gid)  # the setgid directory's
+    user.run(root, "os.chmod(root / 'answers' / 'p-locked.json', 0o600)")  # keeps the service out
+
+    # another user: reads the questions, sees what is answered, and nothing more
+    out = other.run(
+        root,
+        f"""
+        box = SurveyBox(root, shared=True, create=False)
+        mine = root / "answers" / "{PID}.json"
+        assert box.pending(datetime.now(UTC)) == []  # lexists in a search-only directory
+        assert len(box.open_prompts()) == 2  # the prompts are readable
+        assert denied(os.listdir, root / "answers")
+        assert denied(mine.read_bytes)
+        assert denied(os.unlink, mine)
+        assert denied(os.rename, mine, root / "answers" / "mine-now.json")
+        assert denied(os.listdir, root / "rejected")
+        try:
+            box.answer(Answer("{PID}", "c-pulse", "answered", None, None, 1))
+        except FileExistsError:
+            pass
+        else:
+            raise AssertionError("a second answer was accepted")
+        # and plants what it can: a link, a pipe, a folder, an oversized file
+        os.symlink("/etc/passwd", root / "answers" / "p-link.json")
+        os.mkfifo(root / "answers" / "p-fifo.json")
+        os.mkdir(root / "answers" / "p-dir.json")
+        (root / "answers" / "p-big.json").write_bytes(b" " * ({MAX_ANSWER_BYTES} + 1))
+        print("ok")
+    """,
+    )
+    assert out.strip() == "ok"
+
+    # the service, as its own account: collects the one good answer, refuses the rest
+    result = json.loads(service.run(root, _COLLECT))
+    assert result["answers"] == [[PID, "answered", 4, "slow VPN"]]
+    assert result["rejections"] == {"unreadable": 1, "not_a_file": 3, "oversized": 1}
+    assert os.listdir(answers_dir) == []  # the empty folder removed, the rest moved aside
+    assert len(os.listdir(root / "rejected")) == 4
+    assert not (root / "prompts" / f"{PID}.json").exists()
+    journal = os.stat(root / "collected.json")
+    assert stat.S_IMODE(journal.st_mode) == 0o600 and journal.st_uid == service.uid
+    out = other.run(root, 'print(denied((root / "collected.json").read_bytes))')
+    assert out.strip() == "True"
+    # a second round finds nothing more (no crash, nothing counted twice)
+    assert json.loads(service.run(root, _COLLECT)) == {"answers": [], "rejections": {}}
+
+
+def test_across_accounts_the_helper_finds_the_box_in_the_environment(
+    accounts: tuple[Account, Account, Account], shared_root: Path
+) -> None:
+    service, user, _ = accounts
+    _posted(service, shared_root, PID)
+    out = user.run(shared_root, _HELPER_CLI, env={"DEXSCOPE_SURVEY_BOX": str(shared_root)})
+    assert json.loads(out.splitlines()[-1]) == {"code": 0}
+    result = json.loads(service.run(shared_root, _COLLECT))
+    assert result["answers"] == [[PID, "answered", 4, "slow VPN"]]
+
+
+def test_across_accounts_a_private_box_is_closed_to_the_helper(
+    accounts: tuple[Account, Account, Account], shared_root: Path
+) -> None:
+    """The problem the shared box solves: the service's private box, seen by a user."""
+    service, user, _ = accounts
+    service.run(shared_root, 'SurveyBox(root / "state" / "surveys")')
+    out = user.run(shared_root, """
+        import contextlib, io
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = dexscope.cli.main(["agent", "survey-helper", "--once",
+                                      "--state-dir", str(root / "state")])
+        print(json.dumps({"code": code, "err": err.getvalue()}))
+    """)  # fmt: skip
+    result = json.loads(out)
+    assert result["code"] == 2
+    assert result["err"].startswith("error: the survey box at ") and "--box" in result["err"]
+    assert result["err"].count("\n") == 1

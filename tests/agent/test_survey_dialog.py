@@ -80,9 +80,14 @@ def display() -> Iterator[str]:
 class Helper:
     """One survey-helper process on its own box, and xdotool aimed at its window."""
 
-    def __init__(self, tmp_path: Path, display: str) -> None:
+    def __init__(self, tmp_path: Path, display: str, *, shared: bool = False) -> None:
         self.state_dir = tmp_path / "state"
-        self.box = SurveyBox(self.state_dir / "surveys")
+        if shared:  # a system service's box, opened with --box
+            self.box = SurveyBox(tmp_path / "survey-box", shared=True)
+            self.where = ["--box", str(self.box.root)]
+        else:  # the private box of a same-user agent, opened with --state-dir
+            self.box = SurveyBox(self.state_dir / "surveys")
+            self.where = ["--state-dir", str(self.state_dir)]
         self.geometry = tmp_path / "geometry.json"
         self.env = {**os.environ, "DISPLAY": display}
         self.process: subprocess.Popen[str] | None = None
@@ -93,7 +98,7 @@ class Helper:
         env = {**self.env, dialog.DEBUG_GEOMETRY_ENV: str(self.geometry)}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dexscope", "agent", "survey-helper", "--once",
-             "--state-dir", str(self.state_dir), "--log-level", "info", *extra],
+             *self.where, "--log-level", "info", *extra],
             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         self.window = self.xdotool("search", "--sync", "--onlyvisible", "--name", TITLE).split()[0]
@@ -252,6 +257,17 @@ def test_later_snoozes(helper: Helper) -> None:
     assert helper.answer().outcome == "snoozed"
 
 
+def test_the_helper_opens_a_shared_box_given_with_box(tmp_path: Path, display: str) -> None:
+    helper = Helper(tmp_path, display, shared=True)
+    try:
+        helper.start(prompt("stars"))
+        helper.click("value_5")
+        got = helper.answer()
+    finally:
+        helper.stop()
+    assert (got.outcome, got.value) == ("answered", 5)
+
+
 # -- without a display ---------------------------------------------------------------------
 
 
@@ -345,11 +361,27 @@ def test_no_display_is_a_one_line_error(
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "env", "message"),
     [
-        (["--state-dir", "{tmp}/nowhere"], "error: no survey box at "),
-        (["--state-dir", "{tmp}", "--timeout-s", "0"], "error: --timeout-s and --poll-s must"),
-        ([], "error: --state-dir (or DEXSCOPE_STATE_DIR) is required"),
+        (["--state-dir", "{tmp}/nowhere"], {}, "error: no survey box at "),
+        (["--box", "{tmp}/nowhere"], {}, "error: no survey box at "),
+        (["--state-dir", "{tmp}", "--timeout-s", "0"], {}, "error: --timeout-s and --poll-s must"),
+        (
+            [],
+            {},
+            "error: --box (or DEXSCOPE_SURVEY_BOX) or --state-dir (or DEXSCOPE_STATE_DIR) is "
+            "required",
+        ),
+        (
+            ["--box", "{tmp}/surveys", "--state-dir", "{tmp}"],
+            {},
+            "error: --box and --state-dir cannot be combined",
+        ),
+        (
+            [],
+            {"DEXSCOPE_SURVEY_BOX": "{tmp}/surveys", "DEXSCOPE_STATE_DIR": "{tmp}"},
+            "error: DEXSCOPE_SURVEY_BOX and DEXSCOPE_STATE_DIR are both set",
+        ),
     ],
 )
 def test_command_line_errors(
@@ -357,14 +389,56 @@ def test_command_line_errors(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     args: list[str],
+    env: dict[str, str],
     message: str,
 ) -> None:
     monkeypatch.delenv("DEXSCOPE_STATE_DIR", raising=False)
+    monkeypatch.delenv("DEXSCOPE_SURVEY_BOX", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value.format(tmp=tmp_path))
     SurveyBox(tmp_path / "surveys")
     argv = ["agent", "survey-helper", "--once", *(a.format(tmp=tmp_path) for a in args)]
     assert dexscope_main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--box", "{tmp}/box"], {}),
+        ([], {"DEXSCOPE_SURVEY_BOX": "{tmp}/box"}),
+        (["--box", "{tmp}/box"], {"DEXSCOPE_STATE_DIR": "{tmp}/state"}),  # the flag wins
+        (["--box", "{tmp}/box"], {"DEXSCOPE_SURVEY_BOX": "{tmp}/nowhere"}),
+        (["--state-dir", "{tmp}/state"], {"DEXSCOPE_SURVEY_BOX": "{tmp}/nowhere"}),
+        ([], {"DEXSCOPE_STATE_DIR": "{tmp}/state"}),
+    ],
+)
+def test_the_box_comes_from_box_or_state_dir_and_their_variables(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+) -> None:
+    monkeypatch.delenv("DEXSCOPE_STATE_DIR", raising=False)
+    monkeypatch.delenv("DEXSCOPE_SURVEY_BOX", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value.format(tmp=tmp_path))
+    expected = tmp_path / ("state/surveys" if "--state-dir" in args or not args else "box")
+    if not args and "DEXSCOPE_SURVEY_BOX" in env:
+        expected = tmp_path / "box"
+    SurveyBox(expected, shared=expected.name == "box").post(prompt())
+    opened: list[Path] = []
+
+    def fake_helper(box_dir: Path, **kw: object) -> int:
+        opened.append(box_dir)
+        return run_helper(box_dir, once=True, timeout_s=5, poll_s=1)
+
+    monkeypatch.setattr(dialog, "user_busy", lambda: True)  # the prompt stays pending
+    monkeypatch.setattr(dialog, "run_helper", fake_helper)
+    argv = ["agent", "survey-helper", "--once", *(a.format(tmp=tmp_path) for a in args)]
+    assert dexscope_main(argv) == 0
+    assert opened == [expected]
 
 
 def test_an_empty_box_exits_0(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

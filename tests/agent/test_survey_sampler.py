@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,7 +48,9 @@ def spool(tmp_path: Path) -> Iterator[Spool]:
     spool.close()
 
 
-def setup(tmp_path: Path, spool: Spool) -> tuple[SurveySampler, SamplerContext, Clock]:
+def setup(
+    tmp_path: Path, spool: Spool, survey_box: Path | None = None
+) -> tuple[SurveySampler, SamplerContext, Clock]:
     clock = Clock()
     sampler = SurveySampler(clock=clock)
     sampler.check_options({"campaigns": [CAMPAIGN], "fatigue": ANY_TIME})
@@ -56,6 +61,7 @@ def setup(tmp_path: Path, spool: Spool) -> tuple[SurveySampler, SamplerContext, 
         SamplerRunner().take_stats,
         spool.mark,
         spool_now=lambda events, marks: spool.append(events, marks=marks),
+        survey_box=survey_box,
     )
     return sampler, ctx, clock
 
@@ -106,6 +112,27 @@ def test_a_crash_prompts_and_the_answer_is_spooled_before_the_box_lets_go(
     clock2.now = clock.now + timedelta(minutes=1)
     runner.round([again], ctx2, spool)
     assert box.open_prompts() == [] and len(spooled(spool)) == 1
+
+
+def test_a_shared_survey_box_is_used_in_its_shared_mode(tmp_path: Path, spool: Spool) -> None:
+    shared = tmp_path / "shared-box"
+    sampler, ctx, clock = setup(tmp_path / "state", spool, survey_box=shared)
+    runner = SamplerRunner()
+    ctx.observed.append(crash(MONDAY_10))  # type: ignore[arg-type]
+    runner.round([sampler], ctx, spool)
+    assert not (tmp_path / "state" / SURVEY_BOX).exists()  # not the private box
+    helper = SurveyBox(shared, create=False)
+    (prompt,) = helper.pending(clock.now)
+    if sys.platform != "win32":
+        assert stat.S_IMODE(os.stat(shared / "answers").st_mode) == 0o3733
+        mode = os.stat(shared / "prompts" / f"{prompt.prompt_id}.json").st_mode
+        assert stat.S_IMODE(mode) == 0o644
+    helper.answer(Answer(prompt.prompt_id, "after-crash", "answered", clock.now, clock.now, 2))
+    clock.now += timedelta(minutes=1)
+    runner.round([sampler], ctx, spool)
+    (event,) = spooled(spool)
+    assert (event["outcome"], event["value"]) == ("answered", 2.0)
+    assert helper.pending(clock.now) == [] and os.listdir(shared / "answers") == []
 
 
 def test_an_unanswered_prompt_expires_and_is_withdrawn(tmp_path: Path, spool: Spool) -> None:

@@ -483,6 +483,9 @@ def msi_fixups() -> list[str]:
       ``MsiServiceConfigFailureActions``, with the failure-actions flag set for non-crash
       failures (``MsiServiceConfig``), applied by ``MsiConfigureServices`` (Windows
       Installer 5, as WiX's ``ServiceConfig`` does).
+    - ``RemoveFile`` rows (wixl has no ``RemoveFile`` element): at uninstall, the files the
+      service left in the survey box's folders (:data:`SURVEY_BOX_FOLDERS`) go, so the
+      folders themselves can go too. The state folder keeps its files (documented).
     """
     secure = ";".join(["WIX_DOWNGRADE_DETECTED", "WIX_UPGRADE_DETECTED", *SECURE_PROPERTIES])
     delays = SERVICE_RESTART_DELAYS_MS
@@ -514,7 +517,21 @@ def msi_fixups() -> list[str]:
         f"{install}, {failure_actions_flag}, '1', 'AgentService')",
         "INSERT INTO `InstallExecuteSequence` (`Action`, `Condition`, `Sequence`) VALUES "
         "('MsiConfigureServices', 'VersionNT >= 600', 5850)",
+        *(
+            "INSERT INTO `RemoveFile` (`FileKey`, `Component_`, `FileName`, `DirProperty`, "
+            f"`InstallMode`) VALUES ('Remove{folder}Files', '{component}', '*', '{folder}', 2)"
+            for folder, component in SURVEY_BOX_FOLDERS.items()
+        ),
     ]
+
+
+SURVEY_BOX_FOLDERS = {
+    "SurveyFolder": "SurveyBox",
+    "SurveyPromptsFolder": "SurveyPrompts",
+    "SurveyAnswersFolder": "SurveyAnswers",
+    "SurveyRejectedFolder": "SurveyRejected",
+}
+"""The survey box's folders in the MSI (``Directory`` id: the ``Component`` creating it)."""
 
 
 SECRET_KEYS = (r"SOFTWARE\DexScope\Agent", r"SYSTEM\CurrentControlSet\Services\DexScopeAgent")
@@ -526,13 +543,41 @@ SECRET_KEY_SDDL = "D:PAI(A;CI;KA;;;SY)(A;CI;KA;;;BA)"
 inherited by subkeys. Not for the Run key: every user's session must read that one."""
 
 
-def msi_locks(registry: Sequence[tuple[str, str]]) -> list[str]:
-    """SQL adding an ``MsiLockPermissionsEx`` row (Windows Installer 5, as WiX's
-    ``PermissionEx``) for each ``(Registry row, key)`` under :data:`SECRET_KEYS`, so the
-    installer writes those keys with :data:`SECRET_KEY_SDDL`."""
+STATE_FOLDER_SDDL = "D:PAI(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)"
+"""The agent's state folder (device token, spool): a protected DACL, full control for
+LocalSystem and the Administrators, inherited by everything in it. Without it the folder
+inherits ``ProgramData``'s ``BUILTIN\\Users:(OI)(CI)(RX)``: every local user could read
+the device token."""
+
+_SYSTEM_ADMINS = "(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)"
+FOLDER_SDDL = {
+    "StateFolder": STATE_FOLDER_SDDL,
+    # The box itself: users may list and read this folder only (no inheritance), so what
+    # the service keeps here (collected.json, rejected/) stays SYSTEM's and the admins'.
+    "SurveyFolder": f"D:PAI{_SYSTEM_ADMINS}(A;;0x1200a9;;;BU)",
+    # Prompts: every user reads them (questions only, nothing personal).
+    "SurveyPromptsFolder": f"D:PAI{_SYSTEM_ADMINS}(A;OICI;0x1200a9;;;BU)",
+    # Answers: users may traverse and add a file (0x1000a2: synchronize, read attributes,
+    # traverse, add file), not list the folder (0x1) nor delete others' files (0x40); the
+    # creator of an answer file owns it (CREATOR OWNER, inherit-only on files).
+    "SurveyAnswersFolder": f"D:PAI{_SYSTEM_ADMINS}(A;;0x1000a2;;;BU)(A;OIIO;FA;;;CO)",
+}
+"""The SDDL each folder of ``CommonAppDataFolder\\DexScope`` is created with, by its
+``CreateFolder`` row: the private state folder and the survey box shared with every local
+account (``agent run --survey-box``, ``agent survey-helper --box``)."""
+
+
+def msi_locks(registry: Sequence[tuple[str, str]], folders: Sequence[str] = ()) -> list[str]:
+    """SQL adding ``MsiLockPermissionsEx`` rows (Windows Installer 5, as WiX's
+    ``PermissionEx``): for each ``(Registry row, key)`` under :data:`SECRET_KEYS`, so the
+    installer writes those keys with :data:`SECRET_KEY_SDDL`, and for each folder of
+    :data:`FOLDER_SDDL` among ``folders`` (the ``CreateFolder`` table's directories)."""
     rows = [(row, key) for row, key in registry if key in SECRET_KEYS]
     if {key for _, key in rows} != set(SECRET_KEYS):
         raise RuntimeError(f"the MSI writes no value under one of {SECRET_KEYS}")
+    missing = set(FOLDER_SDDL) - set(folders)
+    if folders and missing:
+        raise RuntimeError(f"the MSI creates none of the folders {sorted(missing)}")
     return [
         "CREATE TABLE `MsiLockPermissionsEx` (`MsiLockPermissionsEx` CHAR(72) NOT NULL, "
         "`LockObject` CHAR(72) NOT NULL, `Table` CHAR(32) NOT NULL, `SDDL` LONGCHAR NOT NULL, "
@@ -542,6 +587,13 @@ def msi_locks(registry: Sequence[tuple[str, str]]) -> list[str]:
             f"`Table`, `SDDL`) VALUES ('lock{row[3:]}', '{row}', 'Registry', "
             f"'{SECRET_KEY_SDDL}')"
             for row, _ in rows
+        ),
+        *(
+            "INSERT INTO `MsiLockPermissionsEx` (`MsiLockPermissionsEx`, `LockObject`, "
+            f"`Table`, `SDDL`) VALUES ('lock{folder}', '{folder}', 'CreateFolder', "
+            f"'{FOLDER_SDDL[folder]}')"
+            for folder in folders
+            if folder in FOLDER_SDDL
         ),
     ]
 
@@ -583,7 +635,9 @@ def build_msi(payload: Path | None, out_dir: Path, *, version: str | None = None
         # What wixl cannot express (see msi_fixups and msi_locks), written into the database.
         exported = _run([_require("msiinfo", "msitools"), "export", str(target), "Registry"])
         rows = [line.split("\t") for line in exported.stdout.splitlines()[3:] if line.strip()]
-        queries = [*msi_fixups(), *msi_locks([(row[0], row[2]) for row in rows])]
+        created = _run([_require("msiinfo", "msitools"), "export", str(target), "CreateFolder"])
+        folders = [line.split("\t")[0] for line in created.stdout.splitlines()[3:] if line.strip()]
+        queries = [*msi_fixups(), *msi_locks([(row[0], row[2]) for row in rows], folders)]
         msibuild = _require("msibuild", "msitools")
         _run([msibuild, str(target), *(arg for sql in queries for arg in ("-q", sql))])
     finally:

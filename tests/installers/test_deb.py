@@ -126,7 +126,7 @@ def test_maintainer_scripts_never_edit_a_conffile(deb: Path, tmp_path: Path) -> 
         assert not any("agent.toml" in line or "autostart" in line for line in code), name
     postrm = (tmp_path / "DEBIAN" / "postrm").read_text()
     purge = postrm.split('if [ "$1" = "purge" ]; then', 1)[1]
-    for created in ("/etc/dexscope/enroll.env", "/var/lib/dexscope", "deluser", "delgroup"):
+    for created in ("/etc/dexscope/enroll.env", "/var/lib/dexscope-survey", "deluser", "delgroup"):
         assert created in purge, created
     postinst = (tmp_path / "DEBIAN" / "postinst").read_text()
     assert "adduser --system" in postinst and "write-enroll-env" in postinst
@@ -159,7 +159,10 @@ def test_the_unit_verifies(deb_tree: Path, tmp_path: Path) -> None:
     }.items():
         assert settings.get(key) == [value], key
     assert int(settings["Nice"][0]) > 0
-    assert "ReadWritePaths" not in settings  # StateDirectory is the only writable path
+    # besides the StateDirectory, the only writable path is the shared survey box
+    assert settings["ReadWritePaths"] == ["-/var/lib/dexscope-survey"]
+    (start,) = settings["ExecStart"]
+    assert "--state-dir /var/lib/dexscope --survey-box /var/lib/dexscope-survey" in start
 
 
 def test_the_units_exposure_is_low(deb_tree: Path) -> None:

@@ -144,6 +144,17 @@ def accounts(root: Path) -> tuple[bool, bool]:
     return bool(re.search(r"^dexscope:", users, re.M)), bool(re.search(r"^dexscope:", groups, re.M))
 
 
+def _assert_survey_box(root: Path) -> None:
+    """The shared survey box: 0755 and the service account's, outside the state folder."""
+    box = root / "var/lib/dexscope-survey"
+    ids = {
+        line.split(":")[0]: (int(line.split(":")[2]), int(line.split(":")[3]))
+        for line in (root / "etc/passwd").read_text().splitlines()
+    }
+    assert box.is_dir() and stat.S_IMODE(box.stat().st_mode) == 0o755
+    assert (box.stat().st_uid, box.stat().st_gid) == ids["dexscope"]
+
+
 # setup builds the frozen agent and packages once per session: minutes on a busy machine
 @pytest.mark.timeout(900)
 def test_install_upgrade_remove_purge(debian_root: Path, deb: Path, upgrade_deb: Path) -> None:
@@ -174,6 +185,7 @@ def test_install_upgrade_remove_purge(debian_root: Path, deb: Path, upgrade_deb:
     wants = root / "etc/systemd/system/multi-user.target.wants/dexscope-agent.service"
     assert wants.is_symlink()  # enabled (started at boot; no systemd runs in the chroot)
     assert (root / "opt/dexscope/dexscope-agent").stat().st_mode & 0o111
+    _assert_survey_box(root)
 
     # 2. the admin edits the conffile; an upgrade without parameters keeps it, no prompt
     shipped = (etc / "agent.toml").read_text()
@@ -205,6 +217,7 @@ def test_install_upgrade_remove_purge(debian_root: Path, deb: Path, upgrade_deb:
     dpkg(root, "-P", "dexscope-agent")
     assert not etc.exists()
     assert not (root / "var/lib/dexscope").exists()
+    assert not (root / "var/lib/dexscope-survey").exists()
     assert accounts(root) == (False, False)
     assert not wants.exists()
     leftovers = [
@@ -254,6 +267,7 @@ def test_rpm_scriptlets(debian_root: Path, rpm_package: Path) -> None:
     assert env_values(enroll)["DEXSCOPE_SERVER_URL"] == "https://rpm.example.com"
     assert accounts(root) == (True, True)
     assert (root / "usr/lib/systemd/system/dexscope-agent.service").is_file()
+    _assert_survey_box(root)
     (root / "var/lib/dexscope").mkdir(exist_ok=True)
     (root / "var/lib/dexscope/identity.json").write_text("{}")
 
@@ -261,4 +275,5 @@ def test_rpm_scriptlets(debian_root: Path, rpm_package: Path) -> None:
     assert not (root / "etc" / "dexscope").exists()
     assert not (root / "var/lib/dexscope").exists()
     assert not (root / "opt/dexscope/dexscope-agent").exists()
+    assert not (root / "var/lib/dexscope-survey").exists()
     assert accounts(root) == (False, False)

@@ -69,8 +69,8 @@ def test_the_survey_helper_launch_agent() -> None:
         f"{BASE}/Agent/dexscope-agent",
         "agent",
         "survey-helper",
-        "--state-dir",
-        f"{BASE}/state",
+        "--box",
+        f"{BASE}/survey",  # the box the daemon shares with every account, not its state
     ]
     assert helper["LimitLoadToSessionType"] == ["Aqua"]  # user sessions with a screen
 
@@ -142,6 +142,8 @@ def test_the_launcher_passes_the_profile_to_the_agent(tmp_path: Path) -> None:
         "run",
         "--state-dir",
         str(tmp_path / "DexScope" / "state"),
+        "--survey-box",
+        str(tmp_path / "DexScope" / "survey"),
         "--tag=site=paris",
         "--tag=dept=finance",
     ]
@@ -155,7 +157,7 @@ def test_the_launcher_falls_back_to_the_seed_file(tmp_path: Path) -> None:
     (tmp_path / "DexScope" / "agent.toml").write_text("# settings\n")
     got = launch(tmp_path, None, seed)
     assert got["server"] == "https://seed.example.com" and got["token"] is None
-    assert got["argv"][4:] == [
+    assert got["argv"][6:] == [
         "--config",
         str(tmp_path / "DexScope" / "agent.toml"),
         "--tag=site=lyon",

@@ -14,6 +14,7 @@ removes it under wine.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from types import ModuleType
@@ -56,7 +57,10 @@ def test_the_service_is_installed_started_and_removed(msi: Path) -> None:
     assert service["ServiceType"] == "16"  # SERVICE_WIN32_OWN_PROCESS
     assert service["StartType"] == "2"  # automatic
     assert service["StartName"] == "LocalSystem"
-    assert service["Arguments"].startswith("agent run --state-dir ")
+    assert service["Arguments"] == (
+        r'agent run --state-dir "[CommonAppDataFolder]DexScope\state"'
+        r' --survey-box "[CommonAppDataFolder]DexScope\survey" --service'
+    )
     (control,) = table(msi, "ServiceControl")
     # start at install (1), stop at install (2) and uninstall (32), delete at uninstall (128)
     assert int(control["Event"]) == 1 | 2 | 32 | 128 and control["Wait"] == "1"
@@ -96,7 +100,56 @@ def test_the_survey_helper_runs_in_every_session(msi: Path) -> None:
         if r["Key"] == r"SOFTWARE\Microsoft\Windows\CurrentVersion\Run"
     ]
     assert len(runs) == 1 and runs[0]["Root"] == "2"  # HKLM
-    assert runs[0]["Value"].startswith('"[INSTALLDIR]dexscope-agent.exe" agent survey-helper')
+    # the helper opens the box the service shares with every account, not the state folder
+    assert runs[0]["Value"] == (
+        r'"[INSTALLDIR]dexscope-agent.exe" agent survey-helper'
+        r' --box "[CommonAppDataFolder]DexScope\survey"'
+    )
+
+
+def _aces(sddl: str) -> dict[str, tuple[str, int]]:
+    """The DACL's allow entries by trustee: (inheritance flags, access mask)."""
+    assert sddl.startswith("D:PAI(")  # protected: nothing inherited from ProgramData
+    names = {"FA": 0x1F01FF}
+    out = {}
+    for ace in re.findall(r"\(([^)]*)\)", sddl):
+        kind, flags, rights, _, _, trustee = ace.split(";")
+        assert kind == "A"
+        out[trustee] = (flags, names[rights] if rights in names else int(rights, 16))
+    return out
+
+
+def test_the_state_folder_is_private_and_the_survey_box_shared(
+    msi: Path, packages: ModuleType
+) -> None:
+    """The folders under ProgramData get protected ACLs: without one, every user could
+    read the device token in the state folder (ProgramData gives Users read access)."""
+    created = by(table(msi, "CreateFolder"), "Directory_")
+    assert set(created) >= set(packages.FOLDER_SDDL)
+    locks = {
+        lock["LockObject"]: lock["SDDL"]
+        for lock in table(msi, "MsiLockPermissionsEx")
+        if lock["Table"] == "CreateFolder"
+    }
+    assert locks == packages.FOLDER_SDDL
+    full = (0x1F01FF, "OICI")
+    for sddl in locks.values():
+        aces = _aces(sddl)
+        assert (aces["SY"][1], aces["SY"][0]) == full and (aces["BA"][1], aces["BA"][0]) == full
+    assert set(_aces(locks["StateFolder"])) == {"SY", "BA"}
+    # users: read the box folder itself (not inherited, so rejected/ and the journal are
+    # private), read the prompts, add an answer without listing the folder or deleting
+    assert _aces(locks["SurveyFolder"])["BU"] == ("", 0x1200A9)
+    assert _aces(locks["SurveyPromptsFolder"])["BU"] == ("OICI", 0x1200A9)
+    flags, answers = _aces(locks["SurveyAnswersFolder"])["BU"]
+    assert flags == "" and answers & 0x2 and answers & 0x20  # add file, traverse
+    assert not answers & (0x1 | 0x40 | 0x10000)  # list, delete child, delete
+    assert _aces(locks["SurveyAnswersFolder"])["CO"] == ("OIIO", 0x1F01FF)
+    # the survey box's folders are emptied and removed at uninstall (not the state folder)
+    removes = table(msi, "RemoveFile")
+    emptied = {r["DirProperty"] for r in removes if r["FileName"] == "*"}
+    assert emptied == set(packages.SURVEY_BOX_FOLDERS)
+    assert all(r["InstallMode"] == "2" for r in removes)
 
 
 def test_properties_reach_the_service_and_are_remembered(msi: Path) -> None:
@@ -148,7 +201,10 @@ def test_properties_reach_the_service_and_are_remembered(msi: Path) -> None:
     assert int(token_action["Type"]) & 0x2000  # msidbCustomActionTypeHideTarget
     # the keys that hold the token are SYSTEM's and the Administrators' only, the Run key
     # (read in every user's session) is not locked
-    locks = by(table(msi, "MsiLockPermissionsEx"), "LockObject")
+    locks = by(
+        [lock for lock in table(msi, "MsiLockPermissionsEx") if lock["Table"] == "Registry"],
+        "LockObject",
+    )
     rows = by(registry, "Registry")
     assert {rows[obj]["Key"] for obj in locks} == {
         r"SOFTWARE\DexScope\Agent",

@@ -238,6 +238,8 @@ def test_a_silent_install_sets_up_and_starts_the_service(installed: Installed) -
         "run",
         "--state-dir",
         r"C:\ProgramData\DexScope\state",
+        "--survey-box",
+        r"C:\ProgramData\DexScope\survey",
         "--service",
     ]
     saved = wine.registry(AGENT_KEY)
@@ -256,9 +258,12 @@ def test_a_silent_install_sets_up_and_starts_the_service(installed: Installed) -
     ]
     run = wine.registry(RUN_KEY)
     assert run is not None
-    assert run["DexScopeSurveyHelper"].startswith(
+    assert run["DexScopeSurveyHelper"] == (
         '"C:\\Program Files\\DexScope\\Agent\\dexscope-agent.exe" agent survey-helper'
+        ' --box "C:\\ProgramData\\DexScope\\survey"'
     )
+    survey = wine.drive_c("ProgramData", "DexScope", "survey")
+    assert sorted(p.name for p in survey.iterdir()) == ["answers", "prompts", "rejected"]
     assert list(wine.products().values()) == [installed.version]
 
 
@@ -293,6 +298,11 @@ def test_an_upgrade_without_properties_keeps_them_and_uninstall_removes_all(
     assert f"DEXSCOPE_ENROLL_TOKEN={ENROLL_TOKEN}" in service["Environment"].split("\\0")
     _assert_token_only_in_the_property_dump(upgrade_log)
 
+    # The survey box is left empty here: wine's RemoveFiles passes "dir\\*" to DeleteFileW
+    # without expanding it, so the box's wildcard RemoveFile rows (which empty it on
+    # Windows) are checked in the tables only (test_msi.py).
+    survey = wine.drive_c("ProgramData", "DexScope", "survey")
+
     uninstall_log = wine.msiexec(
         "/x", wine.windows_path(installed.newer), "/qn", log=installed.logs / "uninstall.log"
     )
@@ -308,4 +318,6 @@ def test_an_upgrade_without_properties_keeps_them_and_uninstall_removes_all(
     # the state folder stays while the agent's files are in it (here the stand-in's)
     state = wine.drive_c("ProgramData", "DexScope", "state")
     assert sorted(p.name for p in state.iterdir()) == ["standin-service.txt"]
+    # the survey box's four folders go
+    assert not survey.exists()
     _assert_token_only_in_the_property_dump(uninstall_log)

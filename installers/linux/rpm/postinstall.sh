@@ -10,6 +10,10 @@ if ! getent passwd dexscope >/dev/null; then
 	useradd --system --gid dexscope --no-create-home --home-dir /var/lib/dexscope \
 		--shell /sbin/nologin --comment "DexScope agent" dexscope
 fi
+# the survey box shared with the helpers in users' sessions
+if [ ! -d /var/lib/dexscope-survey ]; then
+	install -d -m 0755 -o dexscope -g dexscope /var/lib/dexscope-survey
+fi
 /usr/libexec/dexscope-agent/write-enroll-env
 if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload >/dev/null 2>&1 || :

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import importlib.util
 import os
 import platform
 import re
@@ -242,9 +243,23 @@ def stage_linux_tree(
     (root / "opt" / "dexscope" / "dexscope-agent").chmod(0o755)
 
 
-def _glibc() -> str:
-    name, release = platform.libc_ver()
-    return release if name == "glibc" and release else "2.36"
+def _glibc(agent_dir: Path) -> str:
+    """The newest ``GLIBC_x.y`` any ELF file of the frozen agent needs: its ``libc6``
+    dependency. A build made in an older root (``installers/build_portable.py``) needs less
+    than the build host has, so the host's version would refuse installs it can serve."""
+    name = "dexscope_build_portable"
+    portable = sys.modules.get(name)
+    if portable is None:
+        spec = importlib.util.spec_from_file_location(name, INSTALLERS / "build_portable.py")
+        assert spec is not None and spec.loader is not None
+        portable = importlib.util.module_from_spec(spec)
+        sys.modules[name] = portable  # its dataclasses look their module up while defined
+        spec.loader.exec_module(portable)
+    try:
+        return str(portable.glibc_baseline(agent_dir))
+    except ValueError:  # no ELF file (a placeholder payload): the host's glibc
+        name, release = platform.libc_ver()
+        return release if name == "glibc" and release else "2.36"
 
 
 def build_deb(agent_dir: Path, out_dir: Path, *, revision: int = 1) -> Path:
@@ -279,7 +294,7 @@ def build_deb(agent_dir: Path, out_dir: Path, *, revision: int = 1) -> Path:
             f"Architecture: {arch}\n"
             f"Maintainer: {MAINTAINER}\n"
             f"Installed-Size: {installed_kib}\n"
-            f"Depends: libc6 (>= {_glibc()}), adduser, init-system-helpers (>= 1.52)\n"
+            f"Depends: libc6 (>= {_glibc(agent_dir)}), adduser, init-system-helpers (>= 1.52)\n"
             "Section: admin\n"
             "Priority: optional\n"
             f"Homepage: {HOMEPAGE}\n"

@@ -130,6 +130,23 @@ def test_the_glibc_baseline_is_bullseyes(portable: ModuleType, portable_agent: P
     print(f"glibc baseline of the portable agent: {baseline}")
 
 
+def test_its_deb_depends_on_the_baseline_not_the_build_host(
+    packages: ModuleType, portable: ModuleType, portable_agent: Path, work: Path, bullseye: Path
+) -> None:
+    """A .deb around the portable agent asks for the glibc it needs (2.30), which bullseye's
+    libc6 satisfies; with the build host's (2.36) dpkg would refuse it there."""
+    deb = packages.build_deb(portable_agent, work / "deb")
+    fields = subprocess.run(
+        ["dpkg-deb", "--field", str(deb), "Depends"], capture_output=True, text=True, check=True
+    ).stdout
+    wanted = re.search(r"libc6 \(>= ([\d.]+)\)", fields)
+    assert wanted and wanted.group(1) == portable.glibc_baseline(portable_agent), fields
+    status = (bullseye / "var/lib/dpkg/status").read_text()
+    have = re.search(r"^Package: libc6\n(?:.+\n)*?Version: ([\d.]+)", status, re.M)
+    assert have, "no libc6 in the bullseye root"
+    assert _version(have.group(1)) >= _version(wanted.group(1))
+
+
 def test_no_absolute_runpath(portable_agent: Path) -> None:
     readelf = tool("readelf", "binutils")
     found = {}

@@ -12,34 +12,36 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.installers.conftest import ROOT, tool
+from tests.installers.conftest import INSTALLERS, ROOT, load, tool
 
 pytestmark = pytest.mark.installers
 
 
 def _elf_files(folder: Path) -> Iterator[Path]:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            with path.open("rb") as handle:
-                if handle.read(4) == b"\x7fELF":
-                    yield path
+    """Every regular ELF file under ``folder`` (installers/build_portable.py's walk)."""
+    portable = sys.modules.get("dexscope_build_portable") or load(
+        INSTALLERS / "build_portable.py", "dexscope_build_portable"
+    )
+    found: Iterator[Path] = portable.elf_files(folder)
+    return found
 
 
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(n) for n in text.split("."))
 
 
-def test_no_runpath_points_at_the_build_machine(frozen_agent: Path) -> None:
+def absolute_runpaths(folder: Path) -> dict[str, list[str]]:
+    """For each ELF file under ``folder`` with one, its RPATH/RUNPATH entries that are
+    absolute (not relative to ``$ORIGIN``), by path relative to ``folder``."""
     readelf = tool("readelf", "binutils")
-    elves = list(_elf_files(frozen_agent))
-    assert len(elves) > 20  # the launcher, libpython, the extension modules…
     found = {}
-    for path in elves:
+    for path in _elf_files(folder):
         dynamic = subprocess.run(
             [readelf, "-d", str(path)], capture_output=True, text=True, timeout=60, check=True
         ).stdout
@@ -48,8 +50,13 @@ def test_no_runpath_points_at_the_build_machine(frozen_agent: Path) -> None:
         ):
             entries = [e for e in match.group(1).split(":") if not e.startswith("$ORIGIN")]
             if entries:
-                found[path.relative_to(frozen_agent).as_posix()] = entries
-    assert found == {}
+                found[path.relative_to(folder).as_posix()] = entries
+    return found
+
+
+def test_no_runpath_points_at_the_build_machine(frozen_agent: Path) -> None:
+    assert len(list(_elf_files(frozen_agent))) > 20  # the launcher, libpython, modules…
+    assert absolute_runpaths(frozen_agent) == {}
 
 
 def test_no_file_names_the_repository_or_the_build_folders(frozen_agent: Path) -> None:

@@ -38,7 +38,7 @@ import httpx
 import pytest
 
 from tests.installers.conftest import INSTALLERS, ROOT, load, need, tool
-from tests.installers.test_frozen import _elf_files
+from tests.installers.test_frozen import _elf_files, _version, absolute_runpaths
 from tests.support import CollectorProcess, create_tenant, run_cli
 
 # the first build on a machine compiles OpenSSL and CPython (minutes): a long timeout
@@ -115,10 +115,6 @@ def _in_root(portable: ModuleType, root: Path, *argv: str) -> subprocess.Complet
     return done
 
 
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in text.split("."))
-
-
 def test_the_glibc_baseline_is_bullseyes(portable: ModuleType, portable_agent: Path) -> None:
     elves = list(_elf_files(portable_agent))
     assert len(elves) > 20  # the launcher, libpython, the extension modules, libssl…
@@ -148,19 +144,7 @@ def test_its_deb_depends_on_the_baseline_not_the_build_host(
 
 
 def test_no_absolute_runpath(portable_agent: Path) -> None:
-    readelf = tool("readelf", "binutils")
-    found = {}
-    for path in _elf_files(portable_agent):
-        dynamic = subprocess.run(
-            [readelf, "-d", str(path)], capture_output=True, text=True, timeout=60, check=True
-        ).stdout
-        for match in re.finditer(
-            r"\((?:RPATH|RUNPATH)\)\s+Library r(?:un)?path: \[(.*)\]", dynamic
-        ):
-            entries = [e for e in match.group(1).split(":") if not e.startswith("$ORIGIN")]
-            if entries:
-                found[path.relative_to(portable_agent).as_posix()] = entries
-    assert found == {}
+    assert absolute_runpaths(portable_agent) == {}
 
 
 def _archived_modules(executable: Path) -> dict[str, bytes]:

@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -278,12 +279,22 @@ def _write_report_pdf(
     return True
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(args: argparse.Namespace) -> int:
-    """Run the demo until Ctrl-C."""
+    """Run the demo until Ctrl-C (or SIGTERM)."""
     from rich.console import Console
 
     from dexscope.cli import CliError
 
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C and a service manager's SIGTERM stop the demo and its processes, also when
+        # it was started from a shell that ignores SIGINT in background jobs (Python then
+        # installs no Ctrl-C handler of its own).
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
     console = Console(stderr=True)
     data_dir: Path = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -48,22 +48,68 @@ def _ts(text: str) -> datetime:
 
 
 def run_seed(
-    seed: int, devices: int, days: int, step_h: float, work: Path, pg_url: str | None
+    seed: int,
+    devices: int,
+    days: int,
+    step_h: float,
+    work: Path,
+    pg_url: str | None,
+    *,
+    reuse: bool = False,
 ) -> dict[str, Any]:
-    """Simulate, upload, replay and evaluate one seed."""
-    from sqlalchemy import select
+    """Simulate, upload, replay and evaluate one seed.
 
-    from collector.alerts.models import Alert
-    from collector.db import make_engine, make_sessionmaker
-    from collector.devices.models import Device
-    from collector.jobs import run_once
-    from collector.settings import Settings
-
+    With ``reuse``, a fleet this function uploaded before into ``work`` (SQLite, the same
+    devices, days and seed, recorded in ``seed{N}.json``) is replayed again without the
+    simulation and upload: the alerts are rebuilt from the rollups' first step on.
+    """
     console = Console(stderr=True)
     url = pg_url or f"sqlite:///{work / f'seed{seed}.db'}"
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     env = {"DEXSCOPE_MAX_EVENT_AGE_DAYS": str(days + 3)}
     fleet = work / f"fleet{seed}"
+    meta_path = work / f"seed{seed}.json"
+    meta = {"devices": devices, "days": days, "seed": seed}
+    kept = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    if reuse and pg_url is None and kept is not None and kept["fleet"] == meta:
+        end = _ts(kept["end"])
+        upload_s = float(kept["upload_s"])
+        console.print(f"seed {seed}: reusing the fleet uploaded for {end.isoformat()}")
+        _reset_replay(url)
+    else:
+        upload_s = _upload(seed, devices, days, end, url, work, fleet, env)
+        meta_path.write_text(
+            json.dumps({"fleet": meta, "end": end.isoformat(), "upload_s": upload_s})
+        )
+    return _replay(seed, devices, days, step_h, end, url, fleet, upload_s, console)
+
+
+def _reset_replay(url: str) -> None:
+    """Forget the alerts, rollups and watermarks of an earlier replay (the events stay)."""
+    from sqlalchemy import delete
+
+    from collector.alerts.models import Alert
+    from collector.db import make_engine
+    from collector.scores.models import DeviceAppDay, DeviceDayScore, ScoringWatermark
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        for model in (Alert, DeviceAppDay, DeviceDayScore, ScoringWatermark):
+            conn.execute(delete(model))
+    engine.dispose()
+
+
+def _upload(
+    seed: int,
+    devices: int,
+    days: int,
+    end: datetime,
+    url: str,
+    work: Path,
+    fleet: Path,
+    env: dict[str, str],
+) -> float:
+    """``dexscope simulate`` into a fresh collector; returns the seconds it took."""
     started = time.perf_counter()
     with CollectorProcess(url, work / f"collector{seed}.log", extra_env=env) as proc:
         tenant = create_tenant(url)
@@ -94,7 +140,29 @@ def run_seed(
             capture_output=True,
             env={**os.environ, **env},
         )
-    upload_s = time.perf_counter() - started
+    return time.perf_counter() - started
+
+
+def _replay(
+    seed: int,
+    devices: int,
+    days: int,
+    step_h: float,
+    end: datetime,
+    url: str,
+    fleet: Path,
+    upload_s: float,
+    console: Console,
+) -> dict[str, Any]:
+    """Step the jobs hourly over the uploaded fleet and evaluate the alerts."""
+    from sqlalchemy import select
+
+    from collector.alerts.models import Alert
+    from collector.db import make_engine, make_sessionmaker
+    from collector.devices.models import Device
+    from collector.jobs import JobState, run_once
+    from collector.settings import Settings
+
     incidents = json.loads((fleet / "incidents.json").read_text())
     with (fleet / "tickets.csv").open() as handle:
         tickets = list(csv.DictReader(handle))
@@ -113,12 +181,16 @@ def run_seed(
         steps.append(t)
         t += timedelta(hours=step_h)
     step_times: list[float] = []
+    job_times: dict[str, list[float]] = defaultdict(list)
+    state = JobState()  # carried between steps, as a long-running jobs process does
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"seed {seed}: replaying {len(steps)} steps", total=len(steps))
         for as_of in steps:
             t0 = time.perf_counter()
-            result = run_once(engine, settings, as_of=as_of)
+            result = run_once(engine, settings, as_of=as_of, state=state)
             step_times.append(time.perf_counter() - t0)
+            for name, job in result["jobs"].items():
+                job_times[name].append(job["duration_s"])
             failed = [n for n, j in result["jobs"].items() if not j["ok"]]
             if failed:
                 raise RuntimeError(f"jobs failed at {as_of}: {result['jobs']}")
@@ -132,6 +204,7 @@ def run_seed(
         "steps": len(steps),
         "step_s_median": round(statistics.median(step_times), 3),
         "step_s_p95": round(sorted(step_times)[int(0.95 * (len(step_times) - 1))], 3),
+        "job_s_median": {k: round(statistics.median(v), 3) for k, v in job_times.items()},
     }
 
 
@@ -233,6 +306,11 @@ def main() -> int:
     parser.add_argument("--postgres", help="PostgreSQL URL of an empty database (default SQLite)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     parser.add_argument("--keep", type=Path, help="keep the databases and fleets in this folder")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --keep: replay a fleet uploaded there before instead of uploading again",
+    )
     args = parser.parse_args()
     console = Console()
     results = []
@@ -249,6 +327,7 @@ def main() -> int:
                     args.step_h,
                     args.keep or Path(tmp),
                     args.postgres,
+                    reuse=args.reuse and args.keep is not None,
                 )
             )
     table = Table(
@@ -278,6 +357,11 @@ def main() -> int:
         (
             "jobs per step, median / p95 (s)",
             lambda r: f"{r['step_s_median']} / {r['step_s_p95']}",
+            "",
+        ),
+        (
+            "median per job (s)",
+            lambda r: ", ".join(f"{k} {v}" for k, v in r["job_s_median"].items()),
             "",
         ),
         ("simulate + upload (s)", lambda r: fmt(r["upload_s"]), ""),

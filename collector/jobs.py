@@ -8,27 +8,31 @@ rolled up before its raw events can age out.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from collector.alerts.cache import DetectionCache
 from collector.alerts.service import run_detection
 from collector.db import make_sessionmaker, utcnow
 from collector.health.models import JobRun
 from collector.health.repository import JobRunRepository
 from collector.ingest.repository import IngestRepository
 from collector.notifications.delivery import run_notify
+from collector.scores.cache import ScoringCache
 from collector.scores.repository import ScoresRepository
 from collector.scores.service import run_scoring
 from collector.settings import Settings
 from collector.xlas.service import run_xla
 
-__all__ = ["JOBS", "Job", "retention", "run_forever", "run_once"]
+__all__ = ["JOBS", "Job", "JobState", "retention", "run_forever", "run_once"]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,15 @@ def retention(session: Session, settings: Settings, as_of: datetime) -> dict[str
     Idempotency records are kept a day longer than the oldest event the collector would
     still accept (``max_event_age_days``), so an old batch replayed can never be stored twice.
     XLA evaluations are kept: they are small and what past reports are regenerated from.
+
+    It runs at most every ``retention_every_h`` hours of ``as_of`` (a day by default): each
+    run scans the events, and its cutoffs only move by a day a day. A run at an earlier
+    ``as_of`` than the last one (a replay) runs at once.
     """
+    last = JobRunRepository(session).last_ok_as_of("retention")
+    every = timedelta(hours=settings.retention_every_h)
+    if last is not None and last <= as_of < last + every:
+        return {"skipped": True, "next_at": (last + every).isoformat()}
     repo = IngestRepository(session)
     event_cutoff = as_of - timedelta(days=settings.raw_retention_days)
     batch_days = max(settings.raw_retention_days, settings.max_event_age_days) + 1
@@ -80,18 +92,50 @@ JOBS: dict[str, Job] = {
 """Every job, by name, in the order they run."""
 
 
+@dataclass
+class JobState:
+    """What a long-running jobs process carries from one run to the next.
+
+    Only caches: a run with a fresh state computes exactly what a run with a carried one
+    does, reading more from the database. ``dexscope collector jobs`` keeps one for as long
+    as it runs; ``--once`` starts empty.
+    """
+
+    scoring: ScoringCache = field(default_factory=ScoringCache)
+    """The open days' raw events (collector.scores.cache)."""
+    detection: DetectionCache = field(default_factory=DetectionCache)
+    """The detectors' windows of events and rollups (collector.alerts.cache)."""
+
+
+def _with_state(name: str, job: Job, state: JobState) -> Job:
+    if name == "scores":
+        return functools.partial(run_scoring, cache=state.scoring)
+    if name == "detect":
+        return functools.partial(run_detection, cache=state.detection)
+    return job
+
+
 def run_once(
-    engine: Engine, settings: Settings, *, as_of: datetime | None = None
+    engine: Engine,
+    settings: Settings,
+    *,
+    as_of: datetime | None = None,
+    state: JobState | None = None,
 ) -> dict[str, Any]:
-    """Run every job once; a failing job is reported and does not stop the others."""
+    """Run every job once; a failing job is reported and does not stop the others.
+
+    ``state``: caches carried between the runs of one process (:class:`JobState`).
+    """
     as_of = as_of or utcnow()
+    state = state or JobState()
     factory = make_sessionmaker(engine)
     results: dict[str, Any] = {"as_of": as_of.isoformat(), "jobs": {}}
     for name, job in JOBS.items():
         started = time.perf_counter()
+        run = _with_state(name, job, state)
         with factory() as session:
             try:
-                summary: dict[str, Any] = {"ok": True, **job(session, settings, as_of)}
+                summary: dict[str, Any] = {"ok": True, **run(session, settings, as_of)}
             except Exception as exc:
                 session.rollback()
                 log.exception("job %s failed", name)
@@ -124,7 +168,8 @@ def _record(
 
 
 def run_forever(engine: Engine, settings: Settings, *, interval_s: float) -> None:
-    """Run the jobs every ``interval_s`` seconds until interrupted."""
+    """Run the jobs every ``interval_s`` seconds until interrupted (one state throughout)."""
+    state = JobState()
     while True:
-        log.info("jobs: %s", run_once(engine, settings))
+        log.info("jobs: %s", run_once(engine, settings, state=state))
         time.sleep(interval_s)

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     max_future_skew_s: float = Field(default=600.0, ge=0)
     max_event_age_days: float = Field(default=35.0, gt=0)
     raw_retention_days: int = Field(default=30, gt=0)
+    retention_every_h: float = Field(
+        default=24.0,
+        ge=0,
+        description="the retention job deletes at most this often (it scans every event, and "
+        "its cutoffs move by a day a day); 0 runs it on every jobs run",
+    )
     rollup_retention_days: int = Field(
         default=396,
         gt=0,

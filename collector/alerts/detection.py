@@ -235,8 +235,31 @@ def _exposure_h(
     return total / 3600.0
 
 
-def _matches_app(change: ChangeKey, data: Mapping[str, Any]) -> bool:
-    return _norm(str(data.get("app_name", ""))) == _norm(change.name)
+class _Exposure:
+    """:func:`_exposure_h` remembered within one run (many cohorts share peers and windows)."""
+
+    def __init__(self, active: Mapping[tuple[uuid.UUID, date], float]) -> None:
+        self.active = active
+        self._seen: dict[tuple[uuid.UUID, datetime, datetime], float] = {}
+
+    def hours(self, device: uuid.UUID, start: datetime, end: datetime) -> float:
+        key = (device, start, end)
+        if key not in self._seen:
+            self._seen[key] = _exposure_h(self.active, device, start, end)
+        return self._seen[key]
+
+
+def _events_by_kind(
+    inputs: DetectionInputs,
+) -> dict[tuple[str, str | None], list[tuple[uuid.UUID, str, datetime, Mapping[str, Any]]]]:
+    """The sparse events by (type, None) and by (type, normalised app name), in order."""
+    out: dict[tuple[str, str | None], list[tuple[uuid.UUID, str, datetime, Mapping[str, Any]]]]
+    out = defaultdict(list)
+    for event in inputs.app_events:
+        out[(event[1], None)].append(event)
+        if "app_name" in event[3]:
+            out[(event[1], _norm(str(event[3]["app_name"])))].append(event)
+    return out
 
 
 def change_cohorts(inputs: DetectionInputs, s: DetectionSettings) -> list[Candidate]:
@@ -247,6 +270,8 @@ def change_cohorts(inputs: DetectionInputs, s: DetectionSettings) -> list[Candid
     for d, _day, app in inputs.app_presence:
         present[_norm(app)].add(d)
     seen = {d for d, *_ in inputs.day_rows}
+    exposure = _Exposure(active)
+    by_kind = _events_by_kind(inputs)
     out: list[Candidate] = []
     for key, adopted in sorted(_adoptions(inputs).items(), key=lambda kv: kv[0].label()):
         adopters = [d for d in adopted if d in inputs.devices]
@@ -261,13 +286,26 @@ def change_cohorts(inputs: DetectionInputs, s: DetectionSettings) -> list[Candid
             peers = sorted(seen - set(adopters))
             tests = [("system_crash", "system_crash_rate"), ("app_hang", "app_hang_rate")]
         for event_type, metric in tests:
+            app_key = _norm(key.name) if key.change in APP_CHANGES else None
             cand = _rate_cohort(
-                inputs, s, key, adopted, adopters, peers, start, event_type, metric, active
+                inputs,
+                s,
+                key,
+                adopted,
+                adopters,
+                peers,
+                start,
+                event_type,
+                metric,
+                exposure,
+                by_kind.get((event_type, app_key), []),
             )
             if cand is not None:
                 out.append(cand)
         if key.change not in APP_CHANGES:
-            cand = _boot_cohort(inputs, s, key, adopted, adopters, peers, start)
+            cand = _boot_cohort(
+                inputs, s, key, adopted, adopters, peers, start, by_kind.get(("boot", None), [])
+            )
             if cand is not None:
                 out.append(cand)
     return out
@@ -306,19 +344,17 @@ def _rate_cohort(
     start: datetime,
     event_type: str,
     metric: str,
-    active: Mapping[tuple[uuid.UUID, date], float],
+    exposure: _Exposure,
+    events: Sequence[tuple[uuid.UUID, str, datetime, Mapping[str, Any]]],
 ) -> Candidate | None:
+    """``events``: those of ``event_type`` (of the changed app, for an app change)."""
     as_of = inputs.as_of
     adopter_set = set(adopters)
     app_change = key.change in APP_CHANGES
     count_a = count_b = 0
     hit: dict[uuid.UUID, datetime] = {}
     peer_set = set(peers)
-    for device, kind, ts, data in inputs.app_events:
-        if kind != event_type:
-            continue
-        if app_change and not _matches_app(key, data):
-            continue
+    for device, _kind, ts, _data in events:
         if device in adopter_set:
             if ts > adopted[device] and ts > start:
                 count_a += 1
@@ -327,10 +363,10 @@ def _rate_cohort(
                 count_b += 1  # the same device before the change: its own baseline
         elif device in peer_set and ts > start:
             count_b += 1
-    exp_a = sum(_exposure_h(active, d, max(start, adopted[d]), as_of) for d in adopters)
+    exp_a = sum(exposure.hours(d, max(start, adopted[d]), as_of) for d in adopters)
     # the comparison: peers over the window, and the adopters over the week before adopting
-    exp_b = sum(_exposure_h(active, d, start, as_of) for d in peers) + sum(
-        _exposure_h(active, d, adopted[d] - s.before_window, adopted[d]) for d in adopters
+    exp_b = sum(exposure.hours(d, start, as_of) for d in peers) + sum(
+        exposure.hours(d, adopted[d] - s.before_window, adopted[d]) for d in adopters
     )
     if count_a < max(s.min_events, 1) or exp_a <= 0 or exp_b <= 0:
         return None
@@ -381,6 +417,7 @@ def _boot_cohort(
     adopters: Sequence[uuid.UUID],
     peers: Sequence[uuid.UUID],
     start: datetime,
+    boots: Sequence[tuple[uuid.UUID, str, datetime, Mapping[str, Any]]],
 ) -> Candidate | None:
     """Boot durations after the change against the peers' boots in the same window.
 
@@ -390,9 +427,9 @@ def _boot_cohort(
     peer_set = set(peers)
     after: dict[uuid.UUID, list[float]] = defaultdict(list)
     peer_vals: list[float] = []
-    for device, kind, ts, data in inputs.app_events:
+    for device, _kind, ts, data in boots:
         value = data.get("boot_duration_s")
-        if kind != "boot" or not isinstance(value, int | float) or value <= 0:
+        if not isinstance(value, int | float) or value <= 0:
             continue
         if device in adopted and device in inputs.devices:
             if ts > adopted[device] and ts > start:  # a boot after the change

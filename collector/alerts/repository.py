@@ -11,8 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from collector.alerts.models import Alert
+from collector.db import chunks
 from collector.devices.models import Device
-from collector.ingest.models import Event
+from collector.ingest.models import Event, IngestBatch
 from collector.scores.models import DeviceAppDay, DeviceDayScore
 
 __all__ = ["AlertRepository"]
@@ -50,6 +51,76 @@ class AlertRepository:
             .order_by(Event.ts, Event.device_id, Event.event_id)
         )
         return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def event_rows(
+        self,
+        tenant_id: uuid.UUID,
+        types: Sequence[str],
+        start: datetime,
+        end: datetime,
+        *,
+        received_after: datetime | None = None,
+        ts_after: datetime | None = None,
+    ) -> list[tuple[int, uuid.UUID, str, datetime, uuid.UUID, dict[str, Any]]]:
+        """(pk, device_id, type, ts, event_id, data) of events of ``types``, start < ts <= end.
+
+        With ``received_after`` and ``ts_after``: only those new since a run that read up to
+        them — timestamped after ``ts_after``, or in a batch received after
+        ``received_after`` (late data). Two queries, each on its own index. Unordered.
+        """
+        cols = (Event.id, Event.device_id, Event.type, Event.ts, Event.event_id, Event.data)
+        base = [Event.tenant_id == tenant_id, Event.type.in_(types), Event.ts <= end]
+        if received_after is None or ts_after is None:
+            wheres = [[*base, Event.ts > start]]
+        else:
+            wheres = [[*base, Event.ts > max(start, ts_after)]]
+            batches = list(
+                self.session.scalars(
+                    select(IngestBatch.id).where(
+                        IngestBatch.tenant_id == tenant_id,
+                        IngestBatch.received_at > received_after,
+                    )
+                )
+            )
+            wheres += [
+                [*base, Event.ts > start, Event.batch_pk.in_(chunk)] for chunk in chunks(batches)
+            ]
+        out: dict[int, tuple[int, uuid.UUID, str, datetime, uuid.UUID, dict[str, Any]]] = {}
+        for where in wheres:
+            for r in self.session.execute(select(*cols).where(*where)):
+                out[r[0]] = (r[0], r[1], r[2], r[3], r[4], r[5])
+        return list(out.values())
+
+    def rollups(
+        self, tenant_id: uuid.UUID, start: date, end: date, *, computed_after: datetime | None
+    ) -> list[
+        tuple[uuid.UUID, date, float, dict[str, Any], dict[str, Any], float | None, dict[str, Any]]
+    ]:
+        """(device_id, day, active_s, counts, metrics, score, measures) of scored days,
+        only those (re)computed after ``computed_after`` if given."""
+        t = DeviceDayScore
+        stmt = select(
+            t.device_id, t.day, t.active_s, t.counts, t.metrics, t.score, t.measures
+        ).where(t.tenant_id == tenant_id, t.day >= start, t.day <= end)
+        if computed_after is not None:
+            stmt = stmt.where(t.computed_at >= computed_after)
+        return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in self.session.execute(stmt)]
+
+    def app_presence_on(
+        self, tenant_id: uuid.UUID, days: Sequence[date]
+    ) -> dict[tuple[uuid.UUID, date], list[str]]:
+        """The apps present on each device-day of ``days``."""
+        t = DeviceAppDay
+        out: dict[tuple[uuid.UUID, date], list[str]] = {}
+        for chunk in chunks(sorted(set(days))):
+            rows = self.session.execute(
+                select(t.device_id, t.day, t.app_name).where(
+                    t.tenant_id == tenant_id, t.day.in_(chunk)
+                )
+            )
+            for device, day, app in rows:
+                out.setdefault((device, day), []).append(app)
+        return out
 
     def day_rows(
         self, tenant_id: uuid.UUID, start: date, end: date

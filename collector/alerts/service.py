@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from sqlalchemy.orm import Session
 
+from collector.alerts.cache import DetectionCache, EventWindow, TenantInputs
 from collector.alerts.detection import (
     Candidate,
     DetectionInputs,
@@ -49,6 +50,7 @@ __all__ = [
     "detect_tenant",
     "get_alert",
     "list_alerts",
+    "read_inputs",
     "run_detection",
     "set_status",
 ]
@@ -66,9 +68,30 @@ STATUSES: Final = ("open", "acknowledged", "resolved")
 _EVENT_TYPES: Final = ("app_crash", "app_hang", "system_crash", "boot")
 
 
-def _inputs(
-    session: Session, tenant_id: uuid.UUID, as_of: datetime, s: DetectionSettings
+def _project_probe(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: data[k] for k in ("target", "ok", "total_s") if k in data}
+
+
+def _windows(s: DetectionSettings) -> dict[str, tuple[tuple[str, ...], timedelta]]:
+    """The event windows the detectors read: types and how far back."""
+    return {
+        "changes": (("software_change",), s.change_lookback),
+        "app_events": (_EVENT_TYPES, s.change_lookback),
+        "probes": (("probe",), timedelta(days=s.site_baseline_days)),
+    }
+
+
+def read_inputs(
+    session: Session,
+    tenant_id: uuid.UUID,
+    as_of: datetime,
+    s: DetectionSettings,
+    *,
+    cache: DetectionCache | None = None,
+    receive_lag_s: float = 120.0,
 ) -> DetectionInputs:
+    """The detectors' inputs: read whole, or carried forward from ``cache`` by reading only
+    what is new (collector.alerts.cache); both give the same inputs."""
     repo = AlertRepository(session)
     devices = {
         d.id: DeviceInfo(
@@ -80,24 +103,68 @@ def _inputs(
         for d in repo.devices(tenant_id)
     }
     first_day = (as_of - timedelta(days=LOOKBACK_DAYS)).date()
-    lookback = as_of - s.change_lookback
+    presence_from = (as_of - s.window).date()
+    received_through = utcnow() - timedelta(seconds=receive_lag_s)
+    read_at = utcnow()
+    kept = cache.take(tenant_id, as_of) if cache is not None else None
+    windows = _windows(s)
+    if kept is None:
+        kept = TenantInputs(
+            as_of=as_of,
+            received_through=received_through,
+            read_at=read_at,
+            windows={
+                name: EventWindow(project=_project_probe if name == "probes" else None)
+                for name in windows
+            },
+        )
+        for name, (types, length) in windows.items():
+            kept.windows[name].add(repo.event_rows(tenant_id, types, as_of - length, as_of))
+        rows = repo.rollups(tenant_id, first_day, as_of.date(), computed_after=None)
+        n_days = (as_of.date() - presence_from).days + 1
+        presence_days = [presence_from + timedelta(days=k) for k in range(n_days)]
+    else:
+        for name, (types, length) in windows.items():
+            window = kept.windows[name]
+            window.drop_until(as_of - length)
+            window.add(
+                repo.event_rows(
+                    tenant_id,
+                    types,
+                    as_of - length,
+                    as_of,
+                    received_after=kept.received_through,
+                    ts_after=kept.as_of,
+                )
+            )
+        rows = repo.rollups(tenant_id, first_day, as_of.date(), computed_after=kept.read_at)
+        presence_days = sorted({day for _d, day, *_ in rows if day >= presence_from})
+    found = repo.app_presence_on(tenant_id, presence_days)
+    kept.drop_days_before(first_day)
+    kept.set_days(
+        ((d, day, (a, c, m, score, meas)) for d, day, a, c, m, score, meas in rows),
+        {k: tuple(sorted(v)) for k, v in found.items()},
+    )
+    kept.as_of, kept.received_through, kept.read_at = as_of, received_through, read_at
+    if cache is not None:
+        cache.put(tenant_id, kept)
+    day_keys = sorted(k for k in kept.days if k[0] in devices and k[1] <= as_of.date())
+    windows_now = {name: w.ordered() for name, w in kept.windows.items()}
+    measures_from = (as_of - timedelta(days=14)).date()
     return DetectionInputs(
         as_of=as_of,
         devices=devices,
-        day_rows=repo.day_rows(tenant_id, first_day, as_of.date()),
-        changes=[
-            (d, ts, data)
-            for d, _k, ts, data in repo.events(tenant_id, ("software_change",), lookback, as_of)
+        day_rows=[(d, day, *kept.days[(d, day)][:4]) for d, day in day_keys],
+        changes=[(d, ts, data) for _pk, d, _k, ts, _e, data in windows_now["changes"]],
+        app_events=[(d, k, ts, data) for _pk, d, k, ts, _e, data in windows_now["app_events"]],
+        app_presence=[
+            (d, day, app)
+            for d, day in day_keys
+            if day >= presence_from
+            for app in kept.presence.get((d, day), ())
         ],
-        app_events=repo.events(tenant_id, _EVENT_TYPES, lookback, as_of),
-        app_presence=repo.app_presence(tenant_id, (as_of - s.window).date(), as_of.date()),
-        measures=repo.day_measures(tenant_id, (as_of - timedelta(days=14)).date(), as_of.date()),
-        probes=[
-            (d, ts, data)
-            for d, _k, ts, data in repo.events(
-                tenant_id, ("probe",), as_of - timedelta(days=s.site_baseline_days), as_of
-            )
-        ],
+        measures={(d, day): kept.days[(d, day)][4] for d, day in day_keys if day >= measures_from},
+        probes=[(d, ts, data) for _pk, d, _k, ts, _e, data in windows_now["probes"]],
     )
 
 
@@ -124,9 +191,14 @@ def detect_tenant(
     s: DetectionSettings | None = None,
     *,
     replay: bool = False,
+    cache: DetectionCache | None = None,
+    receive_lag_s: float = 120.0,
 ) -> dict[str, int]:
     """Run the detectors for one tenant and reconcile its alerts; commits. With ``replay``
-    (``as_of`` in the past) the alert events are recorded but not sent to webhooks."""
+    (``as_of`` in the past) the alert events are recorded but not sent to webhooks.
+
+    ``cache``: inputs carried from the last run (collector.alerts.cache); batches received
+    in the last ``receive_lag_s`` seconds are read again next run (late commits)."""
     settings = s or DetectionSettings()
     repo = AlertRepository(session)
     for later in repo.alerts_detected_after(tenant_id, as_of):
@@ -136,7 +208,12 @@ def detect_tenant(
         active[again.fingerprint] = again
     found = [
         c
-        for c in detect(_inputs(session, tenant_id, as_of, settings), settings)
+        for c in detect(
+            read_inputs(
+                session, tenant_id, as_of, settings, cache=cache, receive_lag_s=receive_lag_s
+            ),
+            settings,
+        )
         if c.scope == "device" or len(c.affected) >= settings.min_devices
     ]
     counts = {"opened": 0, "updated": 0, "resolved": 0}
@@ -186,18 +263,31 @@ def _reopened(session: Session, tenant_id: uuid.UUID, as_of: datetime) -> list[A
     return out
 
 
-def run_detection(session: Session, settings: Settings, as_of: datetime) -> dict[str, Any]:
+def run_detection(
+    session: Session,
+    settings: Settings,
+    as_of: datetime,
+    *,
+    cache: DetectionCache | None = None,
+) -> dict[str, Any]:
     """The ``detect`` job: every tenant with devices (see the module doc).
 
     A run more than :data:`REPLAY_AFTER` in the past is a replay: its alert events are
     recorded as suppressed deliveries, so replaying last month does not page anyone today.
+    ``cache``: the inputs a long-running jobs process carries between runs.
     """
-    del settings
     replay = as_of < utcnow() - REPLAY_AFTER
     totals = {"tenants": 0, "opened": 0, "updated": 0, "resolved": 0, "tickets_matched": 0}
     totals["replay"] = int(replay)
     for tenant_id in ScoresRepository(session).tenants_with_devices():
-        counts = detect_tenant(session, tenant_id, as_of, replay=replay)
+        counts = detect_tenant(
+            session,
+            tenant_id,
+            as_of,
+            replay=replay,
+            cache=cache,
+            receive_lag_s=settings.scoring_receive_lag_s,
+        )
         totals["tenants"] += 1
         for k, v in counts.items():
             totals[k] += v

@@ -42,6 +42,12 @@ class JobRunRepository:
         )
         return {r[0]: r[1] for r in rows}
 
+    def last_ok_as_of(self, name: str) -> datetime | None:
+        """The latest ``as_of`` a job ran at successfully (None: never, or forgotten)."""
+        return self.session.scalar(
+            select(func.max(JobRun.as_of)).where(JobRun.name == name, JobRun.ok.is_(True))
+        )
+
     def delete_before(self, cutoff: datetime) -> int:
         """Forget runs finished before ``cutoff``; how many went."""
         result = self.session.execute(delete(JobRun).where(JobRun.finished_at < cutoff))

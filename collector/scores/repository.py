@@ -72,28 +72,39 @@ class ScoresRepository:
         New: in a batch received after ``received_after``, or timestamped after ``ts_after``
         (data that a previous run's as-of left out); always ``ts <= as_of``. None for both:
         every event up to ``as_of``.
+
+        The two kinds of new are two queries, each on its own index (``ts`` and the batch),
+        merged here: one query with ``OR`` would walk every event up to ``as_of``.
         """
-        conditions = [Event.tenant_id == tenant_id, Event.type.in_(types), Event.ts <= as_of]
-        newer: list[ColumnElement[bool]] = []
+        base = [Event.tenant_id == tenant_id, Event.type.in_(types), Event.ts <= as_of]
+        wheres: list[list[ColumnElement[bool]]] = []
+        if received_after is None and ts_after is None:
+            wheres.append(base)
+        if ts_after is not None:
+            wheres.append([*base, Event.ts > ts_after])
         if received_after is not None:
-            newer.append(
-                Event.batch_pk.in_(
+            batches = list(
+                self.session.scalars(
                     select(IngestBatch.id).where(
                         IngestBatch.tenant_id == tenant_id,
                         IngestBatch.received_at > received_after,
                     )
                 )
             )
-        if ts_after is not None:
-            newer.append(Event.ts > ts_after)
-        if received_after is not None or ts_after is not None:
-            conditions.append(or_(*newer))
-        stmt = (
-            select(Event.device_id, Event.type, func.min(Event.ts), func.max(Event.ts))
-            .where(and_(*conditions))
-            .group_by(Event.device_id, Event.type)
-        )
-        return [(r[0], r[1], r[2], r[3]) for r in self.session.execute(stmt)]  # type: ignore[misc]
+            wheres += [[*base, Event.batch_pk.in_(chunk)] for chunk in chunks(batches)]
+        spans: dict[tuple[uuid.UUID, str], tuple[datetime, datetime]] = {}
+        for where in wheres:
+            stmt = (
+                select(Event.device_id, Event.type, func.min(Event.ts), func.max(Event.ts))
+                .where(and_(*where))
+                .group_by(Event.device_id, Event.type)
+            )
+            for device, kind, lo, hi in self.session.execute(stmt):
+                if (device, kind) in spans:
+                    old = spans[(device, kind)]
+                    lo, hi = min(lo, old[0]), max(hi, old[1])
+                spans[(device, kind)] = (lo, hi)
+        return [(d, k, lo, hi) for (d, k), (lo, hi) in spans.items()]  # type: ignore[misc]
 
     def devices(self, tenant_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> list[Device]:
         """The tenant's devices among ``ids``."""
@@ -128,6 +139,45 @@ class ScoresRepository:
         )
         for row in self.session.execute(stmt):
             yield row[0], row[1], row[2], row[3]
+
+    def event_rows(
+        self,
+        device_ids: Sequence[uuid.UUID],
+        types: Sequence[str],
+        start: datetime,
+        end: datetime,
+        *,
+        received_after: datetime | None = None,
+        ts_after: datetime | None = None,
+    ) -> list[tuple[int, uuid.UUID, str, datetime, uuid.UUID, dict[str, Any]]]:
+        """(pk, device_id, type, ts, event_id, data) of events with ``start <= ts <= end``.
+
+        With ``received_after`` / ``ts_after``: only the events new to scoring since the
+        watermark (see :meth:`changed_spans`), which the job adds to the day it keeps.
+        The order is left to the caller (it sorts by ``ts`` and ``event_id`` itself, the same
+        on every database).
+        """
+        conditions: list[ColumnElement[bool]] = [
+            Event.device_id.in_(device_ids),
+            Event.type.in_(types),
+            Event.ts >= start,
+            Event.ts <= end,
+        ]
+        newer: list[ColumnElement[bool]] = []
+        if received_after is not None:
+            newer.append(
+                Event.batch_pk.in_(
+                    select(IngestBatch.id).where(IngestBatch.received_at > received_after)
+                )
+            )
+        if ts_after is not None:
+            newer.append(Event.ts > ts_after)
+        if newer:
+            conditions.append(or_(*newer))
+        stmt = select(
+            Event.id, Event.device_id, Event.type, Event.ts, Event.event_id, Event.data
+        ).where(and_(*conditions))
+        return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in self.session.execute(stmt)]
 
     def replace_days(
         self,

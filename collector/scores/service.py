@@ -33,6 +33,7 @@ from collector.devices.repository import DeviceRepository
 from collector.errors import NotFound, UnprocessableEntity
 from collector.identity.roles import Identity
 from collector.personas.service import default_persona_name, personas_for_tenant
+from collector.scores.cache import CachedEvent, ScoringCache, TenantDays
 from collector.scores.compute import (
     SCORED_TYPES,
     SURVEY_WINDOW_DAYS,
@@ -100,9 +101,18 @@ def _persona_of(device: Device, names: set[str]) -> str:
 
 
 def score_tenant(
-    session: Session, tenant_id: uuid.UUID, as_of: datetime, *, received_through: datetime
+    session: Session,
+    tenant_id: uuid.UUID,
+    as_of: datetime,
+    *,
+    received_through: datetime,
+    cache: ScoringCache | None = None,
 ) -> dict[str, Any]:
-    """Rescore one tenant's new device-days up to ``as_of``; returns counts for the summary."""
+    """Rescore one tenant's new device-days up to ``as_of``; returns counts for the summary.
+
+    With ``cache`` (a long-running jobs process keeps one), device-days kept from the last
+    run are completed with the new events only, instead of being read again whole.
+    """
     repo = ScoresRepository(session)
     mark = repo.watermark(tenant_id)
     received_after: datetime | None = None
@@ -111,6 +121,11 @@ def score_tenant(
         received_after, ts_after = mark.received_through, mark.as_of
     elif mark is not None:  # an earlier as-of than last time: rebuild from that day on
         repo.delete_after(tenant_id, _day(as_of) - timedelta(days=1))
+    kept: TenantDays | None = None
+    if cache is not None:
+        kept = cache.take(tenant_id, received_after, ts_after)
+        if kept is None:
+            cache.drop(tenant_id)
     spans = repo.changed_spans(tenant_id, SCORED_TYPES, as_of, received_after, ts_after)
     ranges = _dirty_ranges([tuple(r) for r in spans], as_of)  # type: ignore[misc]
     personas = personas_for_tenant(session, tenant_id)
@@ -118,13 +133,80 @@ def score_tenant(
     devices = {d.id: d for d in repo.devices(tenant_id, list(ranges))}
     order = sorted(devices, key=lambda d: (ranges[d][0], str(d)))
     rows_written = 0
+    read: list[tuple[tuple[uuid.UUID, date], list[CachedEvent]]] = []
+    from_cache = 0
     for i in range(0, len(order), BLOCK_DEVICES):
         ids = order[i : i + BLOCK_DEVICES]
-        rows_written += _score_ids(repo, tenant_id, personas, names, devices, ids, ranges, as_of)
+        source = _Source(repo, kept, received_after, ts_after)
+        rows_written += _score_ids(
+            repo, tenant_id, personas, names, devices, ids, ranges, as_of, source
+        )
+        read += source.read
+        from_cache += source.from_cache
         session.commit()
     repo.save_watermark(tenant_id, received_through, as_of)
     session.commit()
-    return {"devices": len(order), "device_days": rows_written}
+    if cache is not None:
+        cache.store(tenant_id, received_through, as_of, read, kept)
+    return {"devices": len(order), "device_days": rows_written, "devices_from_cache": from_cache}
+
+
+class _Source:
+    """Where one block's events come from: the kept days plus their new events, or the
+    database; records the device-days read so the cache can keep them."""
+
+    def __init__(
+        self,
+        repo: ScoresRepository,
+        kept: TenantDays | None,
+        received_after: datetime | None,
+        ts_after: datetime | None,
+    ) -> None:
+        self.repo, self.kept = repo, kept
+        self.received_after, self.ts_after = received_after, ts_after
+        self.read: list[tuple[tuple[uuid.UUID, date], list[CachedEvent]]] = []
+        self.from_cache = 0
+
+    def events(
+        self, ids: Sequence[uuid.UUID], ranges: dict[uuid.UUID, tuple[date, date]], end: datetime
+    ) -> dict[uuid.UUID, list[CachedEvent]]:
+        """Each device's events (not survey answers) over its range, by ``ts`` and event id."""
+        kept = self.kept
+        cached = [d for d in ids if kept is not None and kept.has(d, *ranges[d])]
+        cached_set = set(cached)
+        full = [d for d in ids if d not in cached_set]
+        out: dict[uuid.UUID, list[CachedEvent]] = {d: [] for d in ids}
+        if full:
+            start = day_start(min(ranges[d][0] for d in full))
+            for row in self.repo.event_rows(full, _OTHER_TYPES, start, end):
+                out[row[1]].append(row)
+        if cached and kept is not None:
+            start = day_start(min(ranges[d][0] for d in cached))
+            merged = {d: {r[0]: r for r in kept.events(d, *ranges[d])} for d in cached}
+            for row in self.repo.event_rows(
+                cached,
+                _OTHER_TYPES,
+                start,
+                end,
+                received_after=self.received_after,
+                ts_after=self.ts_after,
+            ):
+                merged[row[1]][row[0]] = row
+            for d in cached:
+                out[d] = list(merged[d].values())
+            self.from_cache += len(cached)
+        for d in ids:
+            rows = out[d]
+            rows.sort(key=lambda r: (r[3], r[4]))
+            lo, hi = ranges[d]
+            by_day: dict[date, list[CachedEvent]] = {}
+            for row in rows:
+                by_day.setdefault(_day(row[3]), []).append(row)
+            day = lo
+            while day <= hi:
+                self.read.append(((d, day), by_day.get(day, [])))
+                day += timedelta(days=1)
+        return out
 
 
 def _score_ids(
@@ -136,6 +218,7 @@ def _score_ids(
     ids: Sequence[uuid.UUID],
     ranges: dict[uuid.UUID, tuple[date, date]],
     as_of: datetime,
+    source: _Source,
 ) -> int:
     first = min(ranges[d][0] for d in ids)
     last = max(ranges[d][1] for d in ids)
@@ -149,7 +232,8 @@ def _score_ids(
     end = min(as_of, day_start(last + timedelta(days=1)) - _EPS)
     rows: list[EventRow] = [
         (index[d], kind, ts, data)
-        for d, kind, ts, data in repo.events(ids, _OTHER_TYPES, day_start(first), end)
+        for d, device_rows in source.events(ids, ranges, end).items()
+        for _pk, _d, kind, ts, _eid, data in device_rows
     ]
     survey_start = day_start(first) - timedelta(days=SURVEY_WINDOW_DAYS)
     rows += [
@@ -169,16 +253,26 @@ def _score_ids(
     return len(scored.device_days)
 
 
-def run_scoring(session: Session, settings: Settings, as_of: datetime) -> dict[str, Any]:
-    """The ``scores`` job: rescore every tenant's new device-days (see the module doc)."""
+def run_scoring(
+    session: Session, settings: Settings, as_of: datetime, *, cache: ScoringCache | None = None
+) -> dict[str, Any]:
+    """The ``scores`` job: rescore every tenant's new device-days (see the module doc).
+
+    ``cache``: the open days kept between runs of a long-running jobs process
+    (:mod:`collector.scores.cache`); without it every device-day is read whole.
+    """
     received_through = utcnow() - timedelta(seconds=settings.scoring_receive_lag_s)
     repo = ScoresRepository(session)
-    totals = {"tenants": 0, "devices": 0, "device_days": 0}
+    totals = {"tenants": 0, "devices": 0, "device_days": 0, "devices_from_cache": 0}
     for tenant_id in repo.tenants_with_devices():
-        summary = score_tenant(session, tenant_id, as_of, received_through=received_through)
+        summary = score_tenant(
+            session, tenant_id, as_of, received_through=received_through, cache=cache
+        )
         totals["tenants"] += 1
-        totals["devices"] += summary["devices"]
-        totals["device_days"] += summary["device_days"]
+        for key in ("devices", "device_days", "devices_from_cache"):
+            totals[key] += summary[key]
+    if cache is not None:
+        totals["cached_events"] = cache.size
     return totals
 
 

@@ -145,10 +145,20 @@ def test_jobs_retention_is_replayable_with_as_of(database_url: str, tmp_path) ->
     # daily rollups live longer (13 months by default); a shorter setting trims them
     assert retention["device_days_deleted"] == 0
     assert count_rows(database_url, "device_day_scores") == 2
+    # it runs once a day of as-of: an hour later it only says when it runs next
+    later = (now_utc() + timedelta(days=15, hours=1)).isoformat()
+    skipped = json.loads(
+        run_cli(
+            "collector", "jobs", "--once", "--as-of", later, "--database-url", database_url,
+            env={"DEXSCOPE_ROLLUP_RETENTION_DAYS": "30"},
+        ).stdout
+    )["jobs"]["retention"]  # fmt: skip
+    assert skipped["ok"] is True and skipped["skipped"] is True and "next_at" in skipped
+    assert count_rows(database_url, "device_day_scores") == 2
     again = json.loads(
         run_cli(
             "collector", "jobs", "--once", "--as-of", as_of, "--database-url", database_url,
-            env={"DEXSCOPE_ROLLUP_RETENTION_DAYS": "30"},
+            env={"DEXSCOPE_ROLLUP_RETENTION_DAYS": "30", "DEXSCOPE_RETENTION_EVERY_H": "0"},
         ).stdout
     )["jobs"]["retention"]  # fmt: skip
     assert again["device_days_deleted"] == 1 and again["ok"] is True

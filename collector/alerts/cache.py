@@ -17,6 +17,7 @@ always gives the inputs a fresh read would.
 
 from __future__ import annotations
 
+import bisect
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,33 +37,41 @@ DayRow = tuple[float, dict[str, Any], dict[str, Any], float | None, dict[str, An
 class EventWindow:
     """Events with ``start < ts <= as_of`` of the last fill, by primary key.
 
-    ``project`` trims each event's fields to what the detectors read (probes are many).
+    ``project`` trims each event's fields to what the detectors read (probes are many). The
+    time order is kept as events arrive (new ones are nearly always the latest), so a run
+    neither sorts the whole window again nor scans it to drop what left it.
     """
 
     project: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     rows: dict[int, WindowEvent] = field(default_factory=dict)
-    _sorted: list[WindowEvent] | None = None
+    _order: list[tuple[tuple[datetime, int, int], int]] = field(default_factory=list)
 
     def add(self, events: Iterable[WindowEvent]) -> None:
         """Add (or replace) events."""
+        new: list[tuple[tuple[datetime, int, int], int]] = []
         for pk, device, kind, ts, event_id, data in events:
             kept = self.project(data) if self.project is not None else data
+            if pk not in self.rows:  # an event read again has the same time and ids
+                new.append(((ts, device.int, event_id.int), pk))
             self.rows[pk] = (pk, device, kind, ts, event_id, kept)
-        self._sorted = None
+        if not new:
+            return
+        new.sort()
+        if self._order and new[0] < self._order[-1]:
+            self._order = sorted([*self._order, *new])  # late data: merge (nearly sorted)
+        else:
+            self._order.extend(new)
 
     def drop_until(self, start: datetime) -> None:
         """Forget events with ``ts <= start`` (they left the window)."""
-        old = [pk for pk, row in self.rows.items() if row[3] <= start]
-        for pk in old:
+        cut = bisect.bisect_right(self._order, start, key=lambda entry: entry[0][0])
+        for _key, pk in self._order[:cut]:
             del self.rows[pk]
-        if old:
-            self._sorted = None
+        del self._order[:cut]
 
     def ordered(self) -> list[WindowEvent]:
         """The events by time, device and event id (the order the detectors expect)."""
-        if self._sorted is None:
-            self._sorted = sorted(self.rows.values(), key=lambda r: (r[3], r[1], r[4]))
-        return self._sorted
+        return [self.rows[pk] for _key, pk in self._order]
 
 
 @dataclass

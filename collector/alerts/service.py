@@ -148,7 +148,10 @@ def read_inputs(
     kept.as_of, kept.received_through, kept.read_at = as_of, received_through, read_at
     if cache is not None:
         cache.put(tenant_id, kept)
-    day_keys = sorted(k for k in kept.days if k[0] in devices and k[1] <= as_of.date())
+    day_keys = sorted(
+        (k for k in kept.days if k[0] in devices and k[1] <= as_of.date()),
+        key=lambda k: (k[0].int, k[1]),
+    )
     windows_now = {name: w.ordered() for name, w in kept.windows.items()}
     measures_from = (as_of - timedelta(days=14)).date()
     return DetectionInputs(

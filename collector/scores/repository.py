@@ -179,6 +179,20 @@ class ScoresRepository:
         ).where(and_(*conditions))
         return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in self.session.execute(stmt)]
 
+    def tenant_events(
+        self, tenant_id: uuid.UUID, types: Sequence[str], start: datetime, end: datetime
+    ) -> list[tuple[uuid.UUID, str, datetime, uuid.UUID, dict[str, Any]]]:
+        """(device_id, type, ts, event_id, data) of a tenant's events with ``start <= ts <=
+        end``: for sparse types (survey answers), read once per run on the tenant's type
+        index rather than once per block of devices."""
+        stmt = select(Event.device_id, Event.type, Event.ts, Event.event_id, Event.data).where(
+            Event.tenant_id == tenant_id,
+            Event.type.in_(types),
+            Event.ts >= start,
+            Event.ts <= end,
+        )
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in self.session.execute(stmt)]
+
     def replace_days(
         self,
         keys: Sequence[tuple[uuid.UUID, date]],

@@ -33,7 +33,7 @@ from collector.devices.repository import DeviceRepository
 from collector.errors import NotFound, UnprocessableEntity
 from collector.identity.roles import Identity
 from collector.personas.service import default_persona_name, personas_for_tenant
-from collector.scores.cache import CachedEvent, ScoringCache, TenantDays
+from collector.scores.cache import OPEN_DAYS, CachedEvent, ScoringCache, TenantDays
 from collector.scores.compute import (
     SCORED_TYPES,
     SURVEY_WINDOW_DAYS,
@@ -135,11 +135,12 @@ def score_tenant(
     rows_written = 0
     read: list[tuple[tuple[uuid.UUID, date], list[CachedEvent]]] = []
     from_cache = 0
+    surveys = _surveys(repo, tenant_id, ranges, order, as_of)
     for i in range(0, len(order), BLOCK_DEVICES):
         ids = order[i : i + BLOCK_DEVICES]
-        source = _Source(repo, kept, received_after, ts_after)
+        source = _Source(repo, kept, received_after, ts_after, as_of)
         rows_written += _score_ids(
-            repo, tenant_id, personas, names, devices, ids, ranges, as_of, source
+            tenant_id, personas, names, devices, ids, ranges, as_of, source, surveys
         )
         read += source.read
         from_cache += source.from_cache
@@ -149,6 +150,30 @@ def score_tenant(
     if cache is not None:
         cache.store(tenant_id, received_through, as_of, read, kept)
     return {"devices": len(order), "device_days": rows_written, "devices_from_cache": from_cache}
+
+
+_Survey = tuple[str, datetime, uuid.UUID, dict[str, Any]]
+
+
+def _surveys(
+    repo: ScoresRepository,
+    tenant_id: uuid.UUID,
+    ranges: dict[uuid.UUID, tuple[date, date]],
+    order: Sequence[uuid.UUID],
+    as_of: datetime,
+) -> dict[uuid.UUID, list[_Survey]]:
+    """The survey answers the run's device-days carry from, per device, by time."""
+    out: dict[uuid.UUID, list[_Survey]] = defaultdict(list)
+    if not order:
+        return out
+    start = day_start(min(ranges[d][0] for d in order)) - timedelta(days=SURVEY_WINDOW_DAYS)
+    for device, kind, ts, event_id, data in repo.tenant_events(
+        tenant_id, ("survey_response",), start, as_of
+    ):
+        out[device].append((kind, ts, event_id, data))
+    for answers in out.values():
+        answers.sort(key=lambda a: (a[1], a[2]))
+    return out
 
 
 class _Source:
@@ -161,9 +186,11 @@ class _Source:
         kept: TenantDays | None,
         received_after: datetime | None,
         ts_after: datetime | None,
+        as_of: datetime,
     ) -> None:
         self.repo, self.kept = repo, kept
         self.received_after, self.ts_after = received_after, ts_after
+        self.first_open = as_of.date() - timedelta(days=OPEN_DAYS - 1)
         self.read: list[tuple[tuple[uuid.UUID, date], list[CachedEvent]]] = []
         self.from_cache = 0
 
@@ -202,7 +229,7 @@ class _Source:
             by_day: dict[date, list[CachedEvent]] = {}
             for row in rows:
                 by_day.setdefault(_day(row[3]), []).append(row)
-            day = lo
+            day = max(lo, self.first_open)  # only the days the cache may keep
             while day <= hi:
                 self.read.append(((d, day), by_day.get(day, [])))
                 day += timedelta(days=1)
@@ -210,7 +237,6 @@ class _Source:
 
 
 def _score_ids(
-    repo: ScoresRepository,
     tenant_id: uuid.UUID,
     personas: Sequence[Persona],
     names: set[str],
@@ -219,6 +245,7 @@ def _score_ids(
     ranges: dict[uuid.UUID, tuple[date, date]],
     as_of: datetime,
     source: _Source,
+    surveys: dict[uuid.UUID, list[_Survey]],
 ) -> int:
     first = min(ranges[d][0] for d in ids)
     last = max(ranges[d][1] for d in ids)
@@ -238,7 +265,9 @@ def _score_ids(
     survey_start = day_start(first) - timedelta(days=SURVEY_WINDOW_DAYS)
     rows += [
         (index[d], kind, ts, data)
-        for d, kind, ts, data in repo.events(ids, ("survey_response",), survey_start, end)
+        for d in ids
+        for kind, ts, _eid, data in surveys.get(d, ())
+        if survey_start <= ts <= end
     ]
     wanted = {
         (index[d], (ranges[d][0] - first).days + k)
@@ -249,7 +278,7 @@ def _score_ids(
     for row in (*scored.device_days, *scored.app_days):
         row["tenant_id"] = tenant_id
     keys = [(ids[dev], block.day(day)) for dev, day in sorted(wanted)]
-    repo.replace_days(keys, scored.device_days, scored.app_days)
+    source.repo.replace_days(keys, scored.device_days, scored.app_days)
     return len(scored.device_days)
 
 

@@ -153,6 +153,9 @@ class Persona:
     """Minutes lost per system crash (reboot, sign in, reopen everything)."""
     hang_default_s: float = 5.0
     """Hang length assumed for time lost when the OS did not record it."""
+    alert_min_score_drop: float = 25.0
+    """Points a device's daily score must fall below its own baseline before a device alert
+    opens (with a significant change point): how large a drop is news for this persona."""
 
     def __post_init__(self) -> None:
         """Reject unknown metrics, missing thresholds and inconsistent levels early."""
@@ -180,6 +183,8 @@ class Persona:
             raise ValueError(f"{self.name}: weights must be non-negative, not all zero")
         if self.min_samples < 1 or self.min_answers < 1 or not 1 <= self.min_subscores <= 4:
             raise ValueError(f"{self.name}: minimum samples out of range")
+        if not 0.0 < self.alert_min_score_drop <= 100.0:
+            raise ValueError(f"{self.name}: alert_min_score_drop is in (0, 100] points")
 
     def frustrating_level(self, metric: str) -> float:
         """The frustrating level of ``metric``: the explicit one or 4 · its threshold."""

@@ -43,6 +43,7 @@ from scoring.detect import (
 
 __all__ = [
     "APP_CHANGES",
+    "DEFAULT_MIN_SCORE_DROP",
     "Candidate",
     "ChangeKey",
     "DetectionInputs",
@@ -56,6 +57,9 @@ __all__ = [
     "site_cohorts",
     "suspect_change",
 ]
+
+DEFAULT_MIN_SCORE_DROP: Final = 25.0
+"""A device alert's minimum score drop for a persona without its own (points)."""
 
 APP_CHANGES: Final = frozenset({"install", "update"})
 """Software changes that concern one application (the others concern the whole device)."""
@@ -89,7 +93,6 @@ class DetectionSettings:
     device_min_history: int = 7
     device_h: float = 10.0
     device_k: float = 1.0
-    device_min_drop: float = 25.0
     device_sigma_floor: float = 5.0
     disk_full_at: float = 90.0
     """Disk use (%) from which a filling disk is reported."""
@@ -147,6 +150,10 @@ class DetectionInputs:
     """(device, ts, data) of ``probe`` events of the site baseline period."""
     measures: Mapping[tuple[uuid.UUID, date], Mapping[str, Any]] = field(default_factory=dict)
     """The raw daily measures of each device-day (``device_day_scores.measures``)."""
+    min_score_drop: Mapping[str, float] = field(default_factory=dict)
+    """Per persona name, the points below its baseline a device's score must drop for a
+    device alert (the persona's ``alert_min_score_drop``); personas not named use
+    :data:`DEFAULT_MIN_SCORE_DROP`."""
 
 
 @dataclass
@@ -643,7 +650,12 @@ def site_cohorts(inputs: DetectionInputs, s: DetectionSettings) -> list[Candidat
 
 
 def device_shifts(inputs: DetectionInputs, s: DetectionSettings) -> list[Candidate]:
-    """Each device's daily score against its own robust baseline (CUSUM)."""
+    """Each device's daily score against its own robust baseline (CUSUM).
+
+    A flagged change point opens a device alert only when today's score is at least the
+    persona's ``alert_min_score_drop`` points below the baseline: what is news differs by
+    persona (a contact-centre agent's day may be judged on a smaller drop than a developer's).
+    """
     series: dict[uuid.UUID, list[tuple[date, float]]] = defaultdict(list)
     for device, day, _a, _c, _m, score in inputs.day_rows:
         if score is not None and device in inputs.devices:
@@ -669,10 +681,11 @@ def device_shifts(inputs: DetectionInputs, s: DetectionSettings) -> list[Candida
             continue
         baseline = float(result.baseline[-1])
         drop = baseline - float(vs[-1])
-        if drop < s.device_min_drop:
+        info = inputs.devices[device]
+        min_drop = inputs.min_score_drop.get(info.persona or "", DEFAULT_MIN_SCORE_DROP)
+        if drop < min_drop:
             continue
         onset = datetime.fromtimestamp(float(result.onset[-1]), UTC)
-        info = inputs.devices[device]
         out.append(
             Candidate(
                 kind="change_point",
@@ -690,6 +703,7 @@ def device_shifts(inputs: DetectionInputs, s: DetectionSettings) -> list[Candida
                     "test": "cusum of robust z (daily score)",
                     "cusum": round(float(result.cusum[-1]), 2),
                     "h": s.device_h,
+                    "min_drop": min_drop,
                     "series": [
                         {"day": d.isoformat(), "score": round(v, 1)} for d, v in points[-14:]
                     ],

@@ -37,6 +37,7 @@ from collector.devices.repository import DeviceRepository
 from collector.errors import Forbidden, NotFound, UnprocessableEntity
 from collector.identity.roles import Identity, Role
 from collector.notifications.service import enqueue_alert_event
+from collector.personas.service import default_persona_name, personas_for_tenant
 from collector.scores.repository import ScoresRepository
 from collector.settings import Settings
 from collector.tickets.service import first_ticket_at, match_tickets_to_alerts
@@ -93,12 +94,14 @@ def read_inputs(
     """The detectors' inputs: read whole, or carried forward from ``cache`` by reading only
     what is new (collector.alerts.cache); both give the same inputs."""
     repo = AlertRepository(session)
+    personas = personas_for_tenant(session, tenant_id)
+    names = {p.name for p in personas}
     devices = {
         d.id: DeviceInfo(
             device_id=d.id,
             hostname=d.hostname,
             site=(d.tags or {}).get("site"),
-            persona=d.persona,
+            persona=d.persona if d.persona in names else default_persona_name(),
         )
         for d in repo.devices(tenant_id)
     }
@@ -168,6 +171,7 @@ def read_inputs(
         ],
         measures={(d, day): kept.days[(d, day)][4] for d, day in day_keys if day >= measures_from},
         probes=[(d, ts, data) for _pk, d, _k, ts, _e, data in windows_now["probes"]],
+        min_score_drop={p.name: p.alert_min_score_drop for p in personas},
     )
 
 

@@ -64,6 +64,8 @@ class PersonaDefinition(BaseModel):
     app_crash_cost_min: Annotated[float, Field(ge=0.0, le=1_440.0)] | None = None
     system_crash_cost_min: Annotated[float, Field(ge=0.0, le=1_440.0)] | None = None
     hang_default_s: Annotated[float, Field(gt=0.0, le=86_400.0)] | None = None
+    alert_min_score_drop: Annotated[float, Field(gt=0.0, le=100.0)] | None = None
+    """Score points below a device's baseline before a device alert (detection)."""
 
 
 class RuleIn(BaseModel):
@@ -122,6 +124,7 @@ class EffectivePersona(BaseModel):
     app_crash_cost_min: float
     system_crash_cost_min: float
     hang_default_s: float
+    alert_min_score_drop: float
 
 
 class PersonaOut(BaseModel):

@@ -69,6 +69,7 @@ _SCALARS: Final = (
     "app_crash_cost_min",
     "system_crash_cost_min",
     "hang_default_s",
+    "alert_min_score_drop",
 )
 _OVERRIDERS: Final = frozenset({Role.ADMIN, Role.ANALYST})
 
@@ -220,6 +221,7 @@ def effective(persona: sp.Persona) -> EffectivePersona:
         app_crash_cost_min=persona.app_crash_cost_min,
         system_crash_cost_min=persona.system_crash_cost_min,
         hang_default_s=persona.hang_default_s,
+        alert_min_score_drop=persona.alert_min_score_drop,
     )
 
 

@@ -207,6 +207,32 @@ def test_a_device_sliding_down_is_found_alone() -> None:
     assert found[0].scope == "device" and found[0].affected == [sick]
 
 
+def test_how_large_a_device_drop_must_be_follows_its_persona() -> None:
+    rng = np.random.default_rng(5)
+    agent, developer = DEVICES[3], DEVICES[9]
+
+    def score(d: uuid.UUID, day: date) -> float:
+        # five days 20 points down: a sustained shift (the CUSUM needs several days)
+        dip = 20.0 if d in (agent, developer) and (TODAY - day).days < 5 else 0.0
+        return float(rng.normal(85, 1) - dip)
+
+    devices = {
+        d: DeviceInfo(
+            d, info.hostname, info.site, "contact_centre_agent" if d == agent else "developer"
+        )
+        for d, info in infos().items()
+    }
+    inputs = DetectionInputs(AS_OF, devices, rows(score_of=score), [], [], [])
+    inputs.min_score_drop = {"contact_centre_agent": 15.0, "developer": 30.0}
+    found = device_shifts(inputs, DetectionSettings())
+    # the same 20-point drop: news for the agent's persona, not for the developer's
+    assert [c.scope_key for c in found] == [str(agent)]
+    assert found[0].evidence["min_drop"] == 15.0
+    # a persona without its own bar uses the default (25): neither is flagged
+    inputs.min_score_drop = {}
+    assert device_shifts(inputs, DetectionSettings()) == []
+
+
 def test_a_healthy_noisy_fleet_raises_nothing() -> None:
     rng = np.random.default_rng(4)
     # every device crashes in teams now and then, at the same rate before and after the

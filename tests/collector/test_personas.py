@@ -307,6 +307,7 @@ def test_override_a_builtin_and_extend_one(collector: CollectorProcess) -> None:
                 "metric_weights": {"app_hang_rate": 4},
                 "min_answers": 3,
                 "app_crash_cost_min": 12.5,
+                "alert_min_score_drop": 15,
             },
             "rules": [{"device_group": "trading"}],
         },
@@ -322,6 +323,7 @@ def test_override_a_builtin_and_extend_one(collector: CollectorProcess) -> None:
     assert eff["subscore_weights"] == {**cca.subscore_weights, "sentiment": 0.2}
     assert eff["metric_weights"]["app_hang_rate"] == 4.0
     assert eff["min_answers"] == 3 and eff["app_crash_cost_min"] == 12.5
+    assert eff["alert_min_score_drop"] == 15.0  # detection follows the persona too
     assert body["description"] == "Trading floor: every second counts."
 
     # no base: a custom persona extends the default persona
@@ -444,6 +446,11 @@ BAD_INPUTS: dict[str, tuple[dict[str, Any], str, str]] = {
     "min_subscores 5": (
         {"definition": {"min_subscores": 5}},
         "definition.min_subscores",
+        "validation_error",
+    ),
+    "device alert drop of 0 points": (
+        {"definition": {"alert_min_score_drop": 0}},
+        "definition.alert_min_score_drop",
         "validation_error",
     ),
     "unknown definition key": (

@@ -119,7 +119,13 @@ def test_docs_persona_table_matches_the_code() -> None:
     for sub in SUBSCORES:
         cells = rows[f"weight `{sub}`"]
         assert [float(c) for c in cells] == [p.subscore_weights[sub] for p in DEFAULT_PERSONAS]
-    for attr in ("app_crash_cost_min", "system_crash_cost_min", "hang_default_s", "min_subscores"):
+    for attr in (
+        "app_crash_cost_min",
+        "system_crash_cost_min",
+        "hang_default_s",
+        "min_subscores",
+        "alert_min_score_drop",
+    ):
         assert [float(c) for c in rows[f"`{attr}`"]] == [
             float(getattr(p, attr)) for p in DEFAULT_PERSONAS
         ]

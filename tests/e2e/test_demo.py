@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import signal
 import subprocess
 import time
@@ -47,6 +48,7 @@ def test_demo_loads_a_fleet_and_this_machine_then_stops_on_ctrl_c(tmp_path: Path
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group: a timeout stops its children too
     )
     db = f"sqlite:///{data / 'collector.db'}"
     try:
@@ -111,7 +113,8 @@ def test_demo_loads_a_fleet_and_this_machine_then_stops_on_ctrl_c(tmp_path: Path
         try:
             _, err = proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
-            proc.kill()  # and read its pipes to the end: none is left open for a later test
+            # the demo and what it started (collector, agent, jobs), then its pipes to the end
+            os.killpg(proc.pid, signal.SIGKILL)
             _, err = proc.communicate()
             message = f"the demo did not stop within 60 s of Ctrl-C:\n{err[-3000:]}"
             raise AssertionError(message) from None

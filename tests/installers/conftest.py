@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -43,6 +44,38 @@ def tool(name: str, package: str) -> str:
     need(found is not None, f"{name} is not installed ({package})")
     assert found is not None
     return found
+
+
+def test_cache() -> Path:
+    """The folder that keeps what the installer tests download or build once per machine
+    (``DEXSCOPE_TEST_CACHE``, default /var/cache/dexscope-test)."""
+    return Path(os.environ.get("DEXSCOPE_TEST_CACHE", "/var/cache/dexscope-test"))
+
+
+test_cache.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+def cached(name: str, make: Callable[[Path, Path], None], *, partial_suffix: str = "") -> Path:
+    """``name`` in the test cache, made once: ``make(partial, work)`` writes ``partial``
+    (using the scratch folder ``work`` if it needs one), which then takes its place.
+
+    A build that fails or is interrupted leaves neither a partial file nor its scratch
+    folder, so the next run builds again instead of trusting half a file.
+    """
+    cache = test_cache()
+    target = cache / name
+    if target.is_file() and target.stat().st_size > 0:
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    work = cache / f".work-{name}-{os.getpid()}"
+    partial = cache / f".{name}.{os.getpid()}.partial{partial_suffix}"
+    try:
+        make(partial, work)
+        partial.replace(target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        partial.unlink(missing_ok=True)
+    return target
 
 
 def load(path: Path, name: str) -> ModuleType:

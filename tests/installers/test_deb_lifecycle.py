@@ -29,7 +29,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.installers.conftest import need, tool
+from tests.installers.conftest import cached, need, tool
 
 pytestmark = pytest.mark.installers
 
@@ -50,15 +50,9 @@ def release() -> str:
 def cached_tarball() -> Path:
     """The debootstrap tarball for this release, downloaded once and kept in the cache."""
     debootstrap = tool("debootstrap", "debootstrap")
-    cache = Path(os.environ.get("DEXSCOPE_TEST_CACHE", "/var/cache/dexscope-test"))
     suite = release()
-    tarball = cache / f"debootstrap-{suite}-minbase-{INCLUDE.replace(',', '+')}.tgz"
-    if tarball.is_file() and tarball.stat().st_size > 0:
-        return tarball
-    cache.mkdir(parents=True, exist_ok=True)
-    work = cache / f".work-{os.getpid()}"
-    partial = tarball.with_suffix(f".{os.getpid()}.partial.tgz")
-    try:
+
+    def download(partial: Path, work: Path) -> None:
         done = subprocess.run(
             [
                 debootstrap,
@@ -75,11 +69,9 @@ def cached_tarball() -> Path:
             check=False,
         )
         need(done.returncode == 0, f"debootstrap could not download {suite}: {done.stderr[-300:]}")
-        partial.replace(tarball)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        partial.unlink(missing_ok=True)
-    return tarball
+
+    name = f"debootstrap-{suite}-minbase-{INCLUDE.replace(',', '+')}.tgz"
+    return cached(name, download, partial_suffix=".tgz")
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.installers.conftest import need, tool
+from tests.installers.conftest import cached, need, tool
 from tests.installers.test_deb_lifecycle import MIRROR, dpkg, release
 
 pytestmark = [pytest.mark.installers, pytest.mark.timeout(1800)]
@@ -81,22 +81,12 @@ systemctl poweroff
 """
 
 
-def _cache() -> Path:
-    return Path(os.environ.get("DEXSCOPE_TEST_CACHE", "/var/cache/dexscope-test"))
-
-
 def bootable_root_tarball() -> Path:
     """An installed minimal Debian with a kernel and systemd, made once and kept as a tar."""
     debootstrap = tool("debootstrap", "debootstrap")
     suite = release()
-    key = hashlib.sha256(f"{suite} {INCLUDE}".encode()).hexdigest()[:10]
-    tarball = _cache() / f"bootable-{suite}-{key}.tar"
-    if tarball.is_file() and tarball.stat().st_size > 0:
-        return tarball
-    _cache().mkdir(parents=True, exist_ok=True)
-    work = _cache() / f".boot-work-{os.getpid()}"
-    partial = tarball.with_suffix(f".{os.getpid()}.partial")
-    try:
+
+    def install(partial: Path, work: Path) -> None:
         done = subprocess.run(
             [debootstrap, "--variant=minbase", f"--include={INCLUDE}", suite, str(work), MIRROR],
             capture_output=True,
@@ -108,11 +98,9 @@ def bootable_root_tarball() -> Path:
         subprocess.run(
             ["tar", "-C", str(work), "--numeric-owner", "-cf", str(partial), "."], check=True
         )
-        partial.replace(tarball)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        partial.unlink(missing_ok=True)
-    return tarball
+
+    key = hashlib.sha256(f"{suite} {INCLUDE}".encode()).hexdigest()[:10]
+    return cached(f"bootable-{suite}-{key}.tar", install)
 
 
 def _one(folder: Path, pattern: str) -> Path:

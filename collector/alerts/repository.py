@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from collector.alerts.models import Alert
 from collector.db import chunks
 from collector.devices.models import Device
-from collector.ingest.models import Event, IngestBatch
+from collector.ingest.models import Event
+from collector.ingest.repository import new_since
 from collector.scores.models import DeviceAppDay, DeviceDayScore
 
 __all__ = ["AlertRepository"]
@@ -69,24 +70,21 @@ class AlertRepository:
         ``received_after`` (late data). Two queries, each on its own index. Unordered.
         """
         cols = (Event.id, Event.device_id, Event.type, Event.ts, Event.event_id, Event.data)
-        base = [Event.tenant_id == tenant_id, Event.type.in_(types), Event.ts <= end]
-        if received_after is None or ts_after is None:
-            wheres = [[*base, Event.ts > start]]
-        else:
-            wheres = [[*base, Event.ts > max(start, ts_after)]]
-            batches = list(
-                self.session.scalars(
-                    select(IngestBatch.id).where(
-                        IngestBatch.tenant_id == tenant_id,
-                        IngestBatch.received_at > received_after,
-                    )
-                )
-            )
-            wheres += [
-                [*base, Event.ts > start, Event.batch_pk.in_(chunk)] for chunk in chunks(batches)
-            ]
+        base = [
+            Event.tenant_id == tenant_id,
+            Event.type.in_(types),
+            Event.ts > start,
+            Event.ts <= end,
+        ]
+        incremental = received_after is not None and ts_after is not None
         out: dict[int, tuple[int, uuid.UUID, str, datetime, uuid.UUID, dict[str, Any]]] = {}
-        for where in wheres:
+        for where in new_since(
+            self.session,
+            tenant_id,
+            base,
+            received_after=received_after if incremental else None,
+            ts_after=ts_after if incremental else None,
+        ):
             for r in self.session.execute(select(*cols).where(*where)):
                 out[r[0]] = (r[0], r[1], r[2], r[3], r[4], r[5])
         return list(out.values())

@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic_core import to_json
-from sqlalchemy import Insert, delete, select
+from sqlalchemy import ColumnElement, Insert, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from collector.db import chunks
 from collector.ingest.models import Event, IngestBatch
 
-__all__ = ["IngestRepository"]
+__all__ = ["IngestRepository", "new_since"]
 
 _ENVELOPE = frozenset({"event_id", "type", "ts"})
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
@@ -31,6 +32,40 @@ _SQLITE_INSERT_EVENTS = (
     "INSERT INTO events (tenant_id, device_id, batch_pk, event_id, type, ts, received_at, data) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, event_id) DO NOTHING"
 )
+
+
+def new_since(
+    session: Session,
+    tenant_id: uuid.UUID,
+    where: Sequence[ColumnElement[bool]],
+    *,
+    received_after: datetime | None,
+    ts_after: datetime | None,
+) -> list[list[ColumnElement[bool]]]:
+    """WHERE clauses, one per query, for the events matching ``where`` that are new since a
+    run that read everything received up to ``received_after`` and timestamped up to
+    ``ts_after``: timestamped after ``ts_after``, or in a batch received after
+    ``received_after`` (late data). With neither, every event matching ``where``.
+
+    The two kinds of new are separate queries, each on its own index (time, and the batch),
+    because one query with ``OR`` walks every stored event. A caller may see an event from
+    both queries and must count it once (by primary key).
+    """
+    if received_after is None and ts_after is None:
+        return [list(where)]
+    clauses = []
+    if ts_after is not None:
+        clauses.append([*where, Event.ts > ts_after])
+    if received_after is not None:
+        batches = list(
+            session.scalars(
+                select(IngestBatch.id).where(
+                    IngestBatch.tenant_id == tenant_id, IngestBatch.received_at > received_after
+                )
+            )
+        )
+        clauses += [[*where, Event.batch_pk.in_(chunk)] for chunk in chunks(batches)]
+    return clauses
 
 
 class IngestRepository:

@@ -7,12 +7,13 @@ from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, delete, func, insert, or_, select, tuple_
+from sqlalchemy import ColumnElement, Row, and_, delete, func, insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from collector.db import chunks
 from collector.devices.models import Device
-from collector.ingest.models import Event, IngestBatch
+from collector.ingest.models import Event
+from collector.ingest.repository import new_since
 from collector.scores.models import DeviceAppDay, DeviceDayScore, ScoringWatermark
 
 __all__ = ["ScoresRepository"]
@@ -71,29 +72,13 @@ class ScoresRepository:
 
         New: in a batch received after ``received_after``, or timestamped after ``ts_after``
         (data that a previous run's as-of left out); always ``ts <= as_of``. None for both:
-        every event up to ``as_of``.
-
-        The two kinds of new are two queries, each on its own index (``ts`` and the batch),
-        merged here: one query with ``OR`` would walk every event up to ``as_of``.
+        every event up to ``as_of`` (:func:`collector.ingest.repository.new_since`).
         """
         base = [Event.tenant_id == tenant_id, Event.type.in_(types), Event.ts <= as_of]
-        wheres: list[list[ColumnElement[bool]]] = []
-        if received_after is None and ts_after is None:
-            wheres.append(base)
-        if ts_after is not None:
-            wheres.append([*base, Event.ts > ts_after])
-        if received_after is not None:
-            batches = list(
-                self.session.scalars(
-                    select(IngestBatch.id).where(
-                        IngestBatch.tenant_id == tenant_id,
-                        IngestBatch.received_at > received_after,
-                    )
-                )
-            )
-            wheres += [[*base, Event.batch_pk.in_(chunk)] for chunk in chunks(batches)]
         spans: dict[tuple[uuid.UUID, str], tuple[datetime, datetime]] = {}
-        for where in wheres:
+        for where in new_since(
+            self.session, tenant_id, base, received_after=received_after, ts_after=ts_after
+        ):
             stmt = (
                 select(Event.device_id, Event.type, func.min(Event.ts), func.max(Event.ts))
                 .where(and_(*where))
@@ -142,6 +127,7 @@ class ScoresRepository:
 
     def event_rows(
         self,
+        tenant_id: uuid.UUID,
         device_ids: Sequence[uuid.UUID],
         types: Sequence[str],
         start: datetime,
@@ -153,31 +139,24 @@ class ScoresRepository:
         """(pk, device_id, type, ts, event_id, data) of events with ``start <= ts <= end``.
 
         With ``received_after`` / ``ts_after``: only the events new to scoring since the
-        watermark (see :meth:`changed_spans`), which the job adds to the day it keeps.
-        The order is left to the caller (it sorts by ``ts`` and ``event_id`` itself, the same
-        on every database).
+        watermark (:func:`collector.ingest.repository.new_since`), which the job adds to the
+        days it keeps. The order is left to the caller (it sorts by ``ts`` and ``event_id``
+        itself, the same on every database).
         """
-        conditions: list[ColumnElement[bool]] = [
+        base: list[ColumnElement[bool]] = [
             Event.device_id.in_(device_ids),
             Event.type.in_(types),
             Event.ts >= start,
             Event.ts <= end,
         ]
-        newer: list[ColumnElement[bool]] = []
-        if received_after is not None:
-            newer.append(
-                Event.batch_pk.in_(
-                    select(IngestBatch.id).where(IngestBatch.received_at > received_after)
-                )
-            )
-        if ts_after is not None:
-            newer.append(Event.ts > ts_after)
-        if newer:
-            conditions.append(or_(*newer))
-        stmt = select(
-            Event.id, Event.device_id, Event.type, Event.ts, Event.event_id, Event.data
-        ).where(and_(*conditions))
-        return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in self.session.execute(stmt)]
+        cols = (Event.id, Event.device_id, Event.type, Event.ts, Event.event_id, Event.data)
+        out: dict[int, tuple[int, uuid.UUID, str, datetime, uuid.UUID, dict[str, Any]]] = {}
+        for where in new_since(
+            self.session, tenant_id, base, received_after=received_after, ts_after=ts_after
+        ):
+            for r in self.session.execute(select(*cols).where(and_(*where))):
+                out[r[0]] = (r[0], r[1], r[2], r[3], r[4], r[5])
+        return list(out.values())
 
     def tenant_events(
         self, tenant_id: uuid.UUID, types: Sequence[str], start: datetime, end: datetime

@@ -138,7 +138,7 @@ def score_tenant(
     surveys = _surveys(repo, tenant_id, ranges, order, as_of)
     for i in range(0, len(order), BLOCK_DEVICES):
         ids = order[i : i + BLOCK_DEVICES]
-        source = _Source(repo, kept, received_after, ts_after, as_of)
+        source = _Source(repo, kept, received_after, ts_after, as_of, tenant_id)
         rows_written += _score_ids(
             tenant_id, personas, names, devices, ids, ranges, as_of, source, surveys
         )
@@ -187,8 +187,9 @@ class _Source:
         received_after: datetime | None,
         ts_after: datetime | None,
         as_of: datetime,
+        tenant_id: uuid.UUID,
     ) -> None:
-        self.repo, self.kept = repo, kept
+        self.repo, self.kept, self.tenant_id = repo, kept, tenant_id
         self.received_after, self.ts_after = received_after, ts_after
         self.first_open = as_of.date() - timedelta(days=OPEN_DAYS - 1)
         self.read: list[tuple[tuple[uuid.UUID, date], list[CachedEvent]]] = []
@@ -205,12 +206,13 @@ class _Source:
         out: dict[uuid.UUID, list[CachedEvent]] = {d: [] for d in ids}
         if full:
             start = day_start(min(ranges[d][0] for d in full))
-            for row in self.repo.event_rows(full, _OTHER_TYPES, start, end):
+            for row in self.repo.event_rows(self.tenant_id, full, _OTHER_TYPES, start, end):
                 out[row[1]].append(row)
         if cached and kept is not None:
             start = day_start(min(ranges[d][0] for d in cached))
             merged = {d: {r[0]: r for r in kept.events(d, *ranges[d])} for d in cached}
             for row in self.repo.event_rows(
+                self.tenant_id,
                 cached,
                 _OTHER_TYPES,
                 start,

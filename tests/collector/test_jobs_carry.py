@@ -158,9 +158,14 @@ def test_stepping_hourly_with_a_carried_state_gives_the_rows_of_a_fresh_run(
             summaries.append(step(t, state))
         assert all(s["ok"] for s in summaries), summaries
         assert state.detection.size > 0
-        # after the first run, the open day's devices come from what was kept
+        # after the first run, most devices rescored come from what was kept (a device
+        # whose first event of the day comes later is read from the database once)
         assert summaries[0]["devices_from_cache"] == 0
-        assert all(s["devices_from_cache"] > 0 for s in summaries[1:])
+        later = summaries[1:]
+        from_cache = sum(s["devices_from_cache"] for s in later)
+        assert from_cache >= sum(s["devices"] for s in later) / 2, [
+            (s["devices"], s["devices_from_cache"]) for s in summaries
+        ]
         assert state.scoring.size > 0
         stepped = rows(engine)
         late = stepped[(str(uuid.UUID(device.device_id)), str(today.date()))]

@@ -220,6 +220,23 @@ def _adoptions(inputs: DetectionInputs) -> dict[ChangeKey, dict[uuid.UUID, datet
     return out
 
 
+def _moved_on(inputs: DetectionInputs) -> dict[ChangeKey, set[uuid.UUID]]:
+    """Per change, the devices that changed the same software again after adopting it
+    (another version, or a removal): they are no longer on it, so neither its cohort nor
+    its peers (their events in the window belong partly to each version)."""
+    history: dict[tuple[uuid.UUID, str], list[ChangeKey | None]] = defaultdict(list)
+    for device, _ts, data in inputs.changes:  # in time order
+        name = _norm(str(data.get("name", "")))
+        if name:
+            history[(device, name)].append(_change_key(data))
+    out: dict[ChangeKey, set[uuid.UUID]] = defaultdict(set)
+    for (device, _name), keys in history.items():
+        for i, key in enumerate(keys):
+            if key is not None and any(later != key for later in keys[i + 1 :]):
+                out[key].add(device)
+    return out
+
+
 def _day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
@@ -270,7 +287,12 @@ def _events_by_kind(
 
 
 def change_cohorts(inputs: DetectionInputs, s: DetectionSettings) -> list[Candidate]:
-    """Cohort tests of every recent software change against its non-adopting peers."""
+    """Cohort tests of every recent software change against its non-adopting peers.
+
+    A change's cohort is the devices still on it: one that later took another version of the
+    same software (or removed it) has left, or a fixed version would keep its predecessor
+    blamed for the crashes of the version that followed it.
+    """
     as_of = inputs.as_of
     active = {(d, day): a for d, day, a, _c, _m, _s in inputs.day_rows}
     present: dict[str, set[uuid.UUID]] = defaultdict(set)
@@ -279,18 +301,21 @@ def change_cohorts(inputs: DetectionInputs, s: DetectionSettings) -> list[Candid
     seen = {d for d, *_ in inputs.day_rows}
     exposure = _Exposure(active)
     by_kind = _events_by_kind(inputs)
+    moved_on = _moved_on(inputs)
     out: list[Candidate] = []
-    for key, adopted in sorted(_adoptions(inputs).items(), key=lambda kv: kv[0].label()):
+    for key, ever in sorted(_adoptions(inputs).items(), key=lambda kv: kv[0].label()):
+        gone = moved_on.get(key, set())
+        adopted = {d: ts for d, ts in ever.items() if d not in gone}
         adopters = [d for d in adopted if d in inputs.devices]
         if len(adopters) < s.min_devices:
             continue
         first = min(adopted[d] for d in adopters)
         start = max(first, as_of - s.window)
         if key.change in APP_CHANGES:
-            peers = sorted((present.get(_norm(key.name), set()) | set()) - set(adopters))
+            peers = sorted(present.get(_norm(key.name), set()) - set(adopters) - gone)
             tests = [("app_crash", "app_crash_rate"), ("app_hang", "app_hang_rate")]
         else:
-            peers = sorted(seen - set(adopters))
+            peers = sorted(seen - set(adopters) - gone)
             tests = [("system_crash", "system_crash_rate"), ("app_hang", "app_hang_rate")]
         for event_type, metric in tests:
             app_key = _norm(key.name) if key.change in APP_CHANGES else None

@@ -90,6 +90,21 @@ def test_an_app_version_that_crashes_is_found_with_its_change() -> None:
     assert change_cohorts(quiet, DetectionSettings()) == []
 
 
+def test_the_crashes_of_a_later_version_are_not_blamed_on_the_one_before() -> None:
+    # everyone takes 2.0 (fine); then a dozen take 2.1, which crashes
+    first = AS_OF - timedelta(days=2, hours=6)
+    changes = [update(d, first + timedelta(minutes=i)) for i, d in enumerate(DEVICES)]
+    then = AS_OF - timedelta(days=1, hours=6)
+    bad = DEVICES[:12]
+    changes += [update(d, then + timedelta(minutes=i), to="2.1") for i, d in enumerate(bad)]
+    events = [crash(d, then + timedelta(hours=2 + k), "2.1") for d in bad for k in range(3)]
+    events += [crash(d, AS_OF - timedelta(hours=30), "2.0") for d in DEVICES[20:23]]
+    inputs = DetectionInputs(AS_OF, infos(), rows(), changes, events, presence())
+    found = [c for c in change_cohorts(inputs, DetectionSettings()) if c.metric == "app_crash_rate"]
+    assert [c.scope_key for c in found] == ["teams.exe@2.1"]
+    assert set(found[0].affected) == set(bad)
+
+
 def test_an_os_patch_that_slows_boot_is_found() -> None:
     adopters = set(DEVICES[:15])
     patched_at = datetime.combine(TODAY - timedelta(days=2), datetime.min.time(), UTC)

@@ -307,6 +307,8 @@ def run_demo(args: argparse.Namespace) -> int:
     db_url = f"sqlite:///{data_dir / 'collector.db'}"
     url = f"http://{args.host}:{args.port}"
     state_path = data_dir / "demo.json"
+    running_path = data_dir / "running.json"
+    running_path.unlink(missing_ok=True)  # left by a demo that was killed
     env = {**os.environ, "DEXSCOPE_DATABASE_URL": db_url}
 
     with console.status("Preparing the database…"):
@@ -439,6 +441,8 @@ def run_demo(args: argparse.Namespace) -> int:
             if pdf_written:
                 console.print(f"    written to {report_pdf}", soft_wrap=True)
         console.print(f"  data and logs in {data_dir}; Ctrl-C stops everything.")
+        # for scripts (and the tests): everything is up; removed again when the demo stops
+        running_path.write_text(json.dumps({"dashboard_url": url, "pid": os.getpid()}))
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)
         for p in procs:
@@ -447,6 +451,7 @@ def run_demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         console.print("stopping…")
     finally:
+        running_path.unlink(missing_ok=True)
         for p in reversed(procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)

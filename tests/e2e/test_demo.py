@@ -96,6 +96,14 @@ def test_demo_loads_a_fleet_and_this_machine_then_stops_on_ctrl_c(tmp_path: Path
         else:
             raise AssertionError("the demo never evaluated its XLAs nor wrote their report")
         assert count_rows(db, "xla_definitions") == 6  # the demo tenant is the only one
+        # then it says it is running (and writes running.json): only now is Ctrl-C "stop a
+        # running demo" rather than "interrupt its start" (under load, the two are far apart)
+        deadline = time.monotonic() + 60
+        while not (data / "running.json").exists() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.5)
+        running = json.loads((data / "running.json").read_text())
+        assert running["dashboard_url"] == f"http://127.0.0.1:{port}"
         if chromium:
             assert pdf.read_bytes().startswith(b"%PDF-")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
@@ -119,6 +127,7 @@ def test_demo_loads_a_fleet_and_this_machine_then_stops_on_ctrl_c(tmp_path: Path
             message = f"the demo did not stop within 60 s of Ctrl-C:\n{err[-3000:]}"
             raise AssertionError(message) from None
     assert proc.returncode == 0, err
+    assert not (data / "running.json").exists()  # a stopped demo is not running
     assert "DexScope demo running" in err and "admin@demo.dexscope" in err
     assert "XLAs: 6 example XLAs for the demo tenant (6 created" in err
     assert f"/xlas — MSP overview: http://127.0.0.1:{port}/msp" in err

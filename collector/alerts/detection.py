@@ -527,8 +527,12 @@ def suspect_change(
     Candidates: changes first adopted in [onset - 3 days, onset + 1 hour]; score = coverage x
     precision. A suspect must cover at least ``suspect_min_coverage`` of the affected
     devices and, when several devices are affected, at least ``suspect_min_precision`` of
-    its own adopters must be among them. A one-device alert has no such floor: its precision
-    is 1 / adopters by nature, and the score still prefers the rarer change.
+    its own adopters must be among them. A one-device alert (whose precision is 1 / adopters
+    by nature) names only a change with fewer than ``min_devices`` adopters: a change that
+    many devices took is a cohort, judged on all of them by :func:`change_cohorts`; if it
+    were the cause its other adopters would show it and that alert would name it. Blaming a
+    routine update for one device's trouble because it happened to land that week would
+    send the technician after the wrong thing.
     """
     s = s or DetectionSettings()
     floor = s.suspect_min_precision if len(affected) > 1 else 0.0
@@ -536,6 +540,8 @@ def suspect_change(
     for key, adopted in _adoptions(inputs).items():
         first = min(adopted.values())
         if not onset - timedelta(days=3) <= first <= onset + timedelta(hours=1):
+            continue
+        if len(affected) == 1 and len(adopted) >= s.min_devices:
             continue
         coverage, precision, _ = overlap([str(a) for a in affected], [str(a) for a in adopted])
         if coverage < s.suspect_min_coverage or precision < floor:

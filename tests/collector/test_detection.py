@@ -298,3 +298,30 @@ def test_a_filling_disk_is_reported_before_it_is_full_and_a_full_steady_one_is_n
     assert alert.effect_size == pytest.approx(4.5)
     assert alert.onset == datetime.combine(days(10)[0], datetime.min.time(), UTC)
     assert "full in about 2 days" in alert.title
+
+
+def test_a_one_device_alert_names_only_a_change_too_rare_to_be_a_cohort() -> None:
+    filling = DEVICES[3]
+    measures = {
+        (filling, day): {"disk_percent_max": 60.0 + max(0, k - 2) * 4.5}
+        for k, day in enumerate(days(10))
+    }
+    onset = datetime.combine(days(10)[0], datetime.min.time(), UTC)
+    before = onset - timedelta(days=1)
+    # A browser update that 30 devices took the same week, the filling one among them.
+    fleet_wide = [update(d, before, "chrome.exe", "131.0") for d in DEVICES[:30]]
+    # A backup agent only the filling device and one other took.
+    rare = [update(d, before + timedelta(hours=2), "backupd.exe", "9.1") for d in DEVICES[3:5]]
+
+    def blamed(changes: list[Any]) -> Any:
+        inputs = DetectionInputs(AS_OF, infos(), rows(), changes, [], [], measures=measures)
+        (alert,) = disk_filling(inputs, DetectionSettings())
+        return alert.suspected_change
+
+    # The 29 other adopters of the browser update are fine: a cohort test judges it on all
+    # of them, so one device's trouble is not pinned on it.
+    assert blamed(fleet_wide) is None
+    rare_one = blamed(fleet_wide + rare)
+    assert rare_one is not None
+    named = (rare_one["name"], rare_one["version"], rare_one["adopters"])
+    assert named == ("backupd.exe", "9.1", 2)

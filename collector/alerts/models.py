@@ -19,7 +19,8 @@ class Alert(Base):
 
     ``fingerprint`` (kind, scope, scope key, metric) identifies "the same problem": while an
     alert with that fingerprint is open or acknowledged, detection updates it instead of
-    opening another. ``status`` is ``open``, ``acknowledged`` or ``resolved``.
+    opening another, and a finding within ``REOPEN_WITHIN`` of its resolution reopens it
+    (collector.alerts.service). ``status`` is ``open``, ``acknowledged`` or ``resolved``.
     """
 
     __tablename__ = "alerts"
@@ -47,6 +48,10 @@ class Alert(Base):
     detected_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    reopened_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    """When it was last reopened (None: never)."""
+    reopenings: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
+    """Each time it came back: ``{"resolved_at", "reopened_at"}`` (ISO 8601), oldest first."""
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     acknowledged_by: Mapped[str | None] = mapped_column(String(100), default=None)
     affected_count: Mapped[int] = mapped_column(Integer, default=0)

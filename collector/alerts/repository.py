@@ -186,6 +186,29 @@ class AlertRepository:
             )
         )
 
+    def resolved_between(self, tenant_id: uuid.UUID, start: datetime, end: datetime) -> list[Alert]:
+        """Alerts of the tenant resolved in (start, end], the latest resolution last."""
+        return list(
+            self.session.scalars(
+                select(Alert)
+                .where(
+                    Alert.tenant_id == tenant_id,
+                    Alert.status == "resolved",
+                    Alert.resolved_at > start,
+                    Alert.resolved_at <= end,
+                )
+                .order_by(Alert.resolved_at, Alert.id)
+            )
+        )
+
+    def reopened_after(self, tenant_id: uuid.UUID, when: datetime) -> list[Alert]:
+        """Alerts of the tenant last reopened after ``when`` (a replay to an earlier as-of)."""
+        return list(
+            self.session.scalars(
+                select(Alert).where(Alert.tenant_id == tenant_id, Alert.reopened_at > when)
+            )
+        )
+
     def add(self, alert: Alert) -> None:
         """Stage a new alert."""
         self.session.add(alert)

@@ -6,11 +6,16 @@ weeks of rollups and the sparse events up to ``as_of``, run the detectors
 alerts by fingerprint: a new finding opens an alert stamped ``detected_at = as_of``; a
 finding of an active alert updates it (affected devices only grow); an active alert no
 detector has confirmed for :data:`RESOLVE_AFTER` resolves itself (``resolved_at = as_of``).
-Each opening, growth and resolution is queued for the tenant's webhooks in the same
+A finding of a problem whose alert resolved less than :data:`REOPEN_WITHIN` ago reopens that
+alert (``reopened_at = as_of``; ``detected_at`` and the lead time stay those of its first
+detection) instead of opening another: a metric hovering at its limit makes one alert with a
+history of its returns, not a new alert each time it crosses. Each opening, growth,
+reopening and resolution is queued for the tenant's webhooks in the same
 transaction (collector.notifications), and the tenant's tickets are matched to the alerts
 again (collector.tickets), which gives every alert its first ticket and lead time.
 A run at an earlier ``as_of`` than alerts already stored first removes the alerts detected
-after it and reopens those resolved after it, so replays are exact.
+after it, undoes the reopenings after it and reopens those resolved after it, so replays are
+exact.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from collector.tickets.service import first_ticket_at, match_tickets_to_alerts
 
 __all__ = [
     "LOOKBACK_DAYS",
+    "REOPEN_WITHIN",
     "REPLAY_AFTER",
     "RESOLVE_AFTER",
     "STATUSES",
@@ -57,9 +63,11 @@ __all__ = [
 ]
 
 RESOLVE_AFTER: Final = timedelta(hours=24)
+"""An active alert no detector confirmed for this long resolves itself."""
+REOPEN_WITHIN: Final = timedelta(hours=72)
+"""A problem found again less than this after its alert resolved reopens that alert."""
 REPLAY_AFTER: Final = timedelta(hours=1)
 """A detection run for a time further back than this is a replay (it notifies no one)."""
-"""An active alert no detector confirmed for this long resolves itself."""
 
 LOOKBACK_DAYS: Final = 28
 """Days of rollups the detectors read (baselines need history)."""
@@ -210,9 +218,13 @@ def detect_tenant(
     repo = AlertRepository(session)
     for later in repo.alerts_detected_after(tenant_id, as_of):
         repo.delete(later)
+    _undo_reopenings(repo, tenant_id, as_of)
     active = {a.fingerprint: a for a in repo.active_alerts(tenant_id)}
     for again in _reopened(session, tenant_id, as_of):
         active[again.fingerprint] = again
+    recent = {
+        a.fingerprint: a for a in repo.resolved_between(tenant_id, as_of - REOPEN_WITHIN, as_of)
+    }
     found = [
         c
         for c in detect(
@@ -223,10 +235,16 @@ def detect_tenant(
         )
         if c.scope == "device" or len(c.affected) >= settings.min_devices
     ]
-    counts = {"opened": 0, "updated": 0, "resolved": 0}
+    counts = {"opened": 0, "updated": 0, "reopened": 0, "resolved": 0}
     for c in found:
         existing = active.pop(c.fingerprint, None)
-        if existing is None:
+        back = recent.get(c.fingerprint) if existing is None else None
+        if back is not None:
+            _reopen(back, as_of)
+            _apply(back, c, as_of)
+            enqueue_alert_event(session, back, "reopened", replay=replay)
+            counts["reopened"] += 1
+        elif existing is None:
             alert = Alert(
                 tenant_id=tenant_id,
                 fingerprint=c.fingerprint,
@@ -261,6 +279,33 @@ def detect_tenant(
     return counts
 
 
+def _reopen(alert: Alert, as_of: datetime) -> None:
+    """A resolved alert's problem is back: active again, with the return in its history."""
+    assert alert.resolved_at is not None
+    entry = {"resolved_at": alert.resolved_at.isoformat(), "reopened_at": as_of.isoformat()}
+    alert.reopenings = [*alert.reopenings, entry]  # a new list: the JSON column sees the change
+    alert.reopened_at = as_of
+    alert.resolved_at = None
+    alert.status = "acknowledged" if alert.acknowledged_at else "open"
+
+
+def _undo_reopenings(repo: AlertRepository, tenant_id: uuid.UUID, as_of: datetime) -> None:
+    """A replay to ``as_of``: forget the reopenings after it. The first forgotten one says
+    how the alert stood at ``as_of``: resolved at its ``resolved_at`` if that is not later,
+    else still active."""
+    for alert in repo.reopened_after(tenant_id, as_of):
+        kept = [r for r in alert.reopenings if datetime.fromisoformat(r["reopened_at"]) <= as_of]
+        resolved_at = datetime.fromisoformat(alert.reopenings[len(kept)]["resolved_at"])
+        alert.reopenings = kept
+        alert.reopened_at = datetime.fromisoformat(kept[-1]["reopened_at"]) if kept else None
+        if resolved_at <= as_of:
+            alert.status = "resolved"
+            alert.resolved_at = resolved_at
+        else:
+            alert.status = "acknowledged" if alert.acknowledged_at else "open"
+            alert.resolved_at = None
+
+
 def _reopened(session: Session, tenant_id: uuid.UUID, as_of: datetime) -> list[Alert]:
     """Alerts resolved after ``as_of`` (a replay to an earlier time): active again."""
     out = AlertRepository(session).resolved_after(tenant_id, as_of)
@@ -284,7 +329,8 @@ def run_detection(
     ``cache``: the inputs a long-running jobs process carries between runs.
     """
     replay = as_of < utcnow() - REPLAY_AFTER
-    totals = {"tenants": 0, "opened": 0, "updated": 0, "resolved": 0, "tickets_matched": 0}
+    totals = {"tenants": 0, "opened": 0, "updated": 0, "reopened": 0, "resolved": 0}
+    totals["tickets_matched"] = 0
     totals["replay"] = int(replay)
     for tenant_id in ScoresRepository(session).tenants_with_devices():
         counts = detect_tenant(
@@ -332,8 +378,13 @@ def alert_out(
         "acknowledged_at": alert.acknowledged_at,
         "acknowledged_by": alert.acknowledged_by,
         "resolved_at": alert.resolved_at,
+        "reopened_at": alert.reopened_at,
+        "reopen_count": len(alert.reopenings),
     }
     if detail:
+        out["reopenings"] = [
+            {k: datetime.fromisoformat(v) for k, v in r.items()} for r in alert.reopenings
+        ]
         out["baseline"] = alert.baseline
         out["current"] = alert.current
         out["effect_size"] = alert.effect_size

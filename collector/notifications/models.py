@@ -33,7 +33,8 @@ class Webhook(Base):
     secret: Mapped[str] = mapped_column(String(256))
     min_severity: Mapped[str | None] = mapped_column(String(16), default=None)
     events: Mapped[list[str]] = mapped_column(JSONType, default=list)
-    """The alert events sent (``opened``, ``updated``, ``resolved``, ``acknowledged``)."""
+    """The alert events sent (``opened``, ``updated``, ``reopened``, ``resolved``,
+    ``acknowledged``)."""
     project_key: Mapped[str | None] = mapped_column(String(64), default=None)
     """Jira only: the project new issues go to."""
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)

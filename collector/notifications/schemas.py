@@ -40,7 +40,7 @@ __all__ = [
     "check_webhook_url",
 ]
 
-EVENTS: Final = ("opened", "updated", "resolved", "acknowledged")
+EVENTS: Final = ("opened", "updated", "reopened", "resolved", "acknowledged")
 """What can happen to an alert, as sent in ``X-DexScope-Event``."""
 KINDS: Final = ("generic", "slack", "teams", "servicenow", "jira")
 """Payload shapes a webhook can ask for."""
@@ -59,7 +59,7 @@ _LOOPBACK_NAMES: Final = frozenset({"localhost"})
 
 Kind = Literal["generic", "slack", "teams", "servicenow", "jira"]
 Severity = Literal["low", "medium", "high", "critical"]
-Event = Literal["opened", "updated", "resolved", "acknowledged"]
+Event = Literal["opened", "updated", "reopened", "resolved", "acknowledged"]
 
 
 def _is_loopback(host: str) -> bool:
@@ -99,7 +99,7 @@ class WebhookIn(BaseModel):
     secret: Annotated[str, StringConstraints(min_length=16, max_length=200)] | None = None
     """The HMAC key deliveries are signed with; generated (and shown once) when omitted."""
     min_severity: Severity | None = None
-    events: Annotated[list[Event], Field(min_length=1, max_length=4)] | None = None
+    events: Annotated[list[Event], Field(min_length=1, max_length=5)] | None = None
     project_key: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")] | None = None
     """Jira only (required there): the key of the project issues are created in."""
     enabled: bool = True

@@ -238,3 +238,48 @@ def test_an_alert_nobody_confirms_for_a_day_resolves_itself(
     jobs(collector, NOW)  # back: the replay reopens what was resolved after NOW
     items = api(collector, tenant.api_key, "GET", "/api/v1/alerts?status=all").json()["items"]
     assert any(a["status"] in ("open", "acknowledged") for a in items)
+
+
+def _the_alert(collector: CollectorProcess, tenant: Tenant) -> dict[str, Any]:
+    (alert,) = api(collector, tenant.api_key, "GET", "/api/v1/alerts?status=all").json()["items"]
+    detail: dict[str, Any] = api(
+        collector, tenant.api_key, "GET", f"/api/v1/alerts/{alert['id']}"
+    ).json()
+    return detail
+
+
+def test_a_problem_found_again_soon_after_it_resolved_reopens_its_alert(
+    collector: CollectorProcess, fleet: tuple[Tenant, list[Device]]
+) -> None:
+    tenant, _ = fleet
+    jobs(collector, NOW)
+    first = _the_alert(collector, tenant)
+    assert first["status"] in ("open", "acknowledged") and first["reopen_count"] == 0
+    done = api(collector, tenant.api_key, "POST", f"/api/v1/alerts/{first['id']}/resolve")
+    resolved_at = datetime.fromisoformat(done.json()["resolved_at"])
+    # the crashes are still in the window: the next run (now) finds the problem again
+    out = run_cli("collector", "jobs", "--once", "--database-url", collector.database_url)
+    detect = json.loads(out.stdout)["jobs"]["detect"]
+    assert (detect["reopened"], detect["opened"]) == (1, 0), detect
+    back = _the_alert(collector, tenant)
+    assert back["id"] == first["id"] and back["detected_at"] == first["detected_at"]
+    assert back["status"] == ("acknowledged" if back["acknowledged_at"] else "open")
+    assert back["resolved_at"] is None and back["reopen_count"] == 1
+    (entry,) = back["reopenings"]
+    assert datetime.fromisoformat(entry["resolved_at"]) == resolved_at
+    assert entry["reopened_at"] == back["reopened_at"]
+    reopened_at = datetime.fromisoformat(back["reopened_at"])
+    assert reopened_at > resolved_at
+
+    # a replay to between the two: resolved then, so that run reopens it (at its own time)
+    between = resolved_at + (reopened_at - resolved_at) / 2
+    assert jobs(collector, between)["jobs"]["detect"]["reopened"] == 1
+    again = _the_alert(collector, tenant)
+    assert datetime.fromisoformat(again["reopened_at"]) == between
+    assert [datetime.fromisoformat(r["resolved_at"]) for r in again["reopenings"]] == [resolved_at]
+
+    # a replay to before the resolution forgets the return: the alert was simply active then
+    assert jobs(collector, NOW)["jobs"]["detect"]["reopened"] == 0
+    before = _the_alert(collector, tenant)
+    assert before["status"] in ("open", "acknowledged") and before["resolved_at"] is None
+    assert (before["reopen_count"], before["reopened_at"], before["reopenings"]) == (0, None, [])

@@ -268,7 +268,7 @@ def test_webhook_api(
 ) -> None:
     made = _webhook(collector, tenant.api_key, url="https://127.0.0.1:1/a", kind="slack")
     assert made["secret"].startswith("whsec_") and len(made["secret"]) > 40
-    assert made["events"] == ["opened", "updated", "resolved", "acknowledged"]
+    assert made["events"] == ["opened", "updated", "reopened", "resolved", "acknowledged"]
     given = _webhook(
         collector,
         tenant.api_key,

@@ -231,3 +231,33 @@ def test_the_cache_keeps_only_open_days_and_respects_its_cap() -> None:
     assert cache.size == 0
     kept = cache.take(tenant, received, as_of)
     assert kept is not None and not kept.has(device, as_of.date(), as_of.date())
+
+
+class _Node:
+    """A tiny object in a reference cycle, as the caches' evicted windows can be."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_settle_heap_freezes_survivors_and_frees_dropped_cycles_at_the_full_collection() -> None:
+    import gc
+    import weakref
+
+    from collector.jobs import FULL_COLLECT_EVERY
+
+    state = JobState()
+    try:
+        node = _Node()
+        alive = weakref.ref(node)
+        state.settle_heap()
+        assert gc.get_freeze_count() > 0
+        del node
+        for _ in range(FULL_COLLECT_EVERY - 2):
+            state.settle_heap()
+        assert alive() is not None, "a frozen cycle is left alone until the full collection"
+        state.settle_heap()
+        assert state.runs == FULL_COLLECT_EVERY
+        assert alive() is None, "the periodic full collection frees cycles dropped since"
+    finally:
+        gc.unfreeze()

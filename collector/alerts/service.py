@@ -279,6 +279,11 @@ def detect_tenant(
     return counts
 
 
+def _active_status(alert: Alert) -> str:
+    """The status of an alert made active again: acknowledged stays acknowledged."""
+    return "acknowledged" if alert.acknowledged_at else "open"
+
+
 def _reopen(alert: Alert, as_of: datetime) -> None:
     """A resolved alert's problem is back: active again, with the return in its history."""
     assert alert.resolved_at is not None
@@ -286,7 +291,7 @@ def _reopen(alert: Alert, as_of: datetime) -> None:
     alert.reopenings = [*alert.reopenings, entry]  # a new list: the JSON column sees the change
     alert.reopened_at = as_of
     alert.resolved_at = None
-    alert.status = "acknowledged" if alert.acknowledged_at else "open"
+    alert.status = _active_status(alert)
 
 
 def _undo_reopenings(repo: AlertRepository, tenant_id: uuid.UUID, as_of: datetime) -> None:
@@ -302,7 +307,7 @@ def _undo_reopenings(repo: AlertRepository, tenant_id: uuid.UUID, as_of: datetim
             alert.status = "resolved"
             alert.resolved_at = resolved_at
         else:
-            alert.status = "acknowledged" if alert.acknowledged_at else "open"
+            alert.status = _active_status(alert)
             alert.resolved_at = None
 
 
@@ -310,7 +315,7 @@ def _reopened(session: Session, tenant_id: uuid.UUID, as_of: datetime) -> list[A
     """Alerts resolved after ``as_of`` (a replay to an earlier time): active again."""
     out = AlertRepository(session).resolved_after(tenant_id, as_of)
     for alert in out:
-        alert.status = "acknowledged" if alert.acknowledged_at else "open"
+        alert.status = _active_status(alert)
         alert.resolved_at = None
     return out
 

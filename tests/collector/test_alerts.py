@@ -283,3 +283,45 @@ def test_a_problem_found_again_soon_after_it_resolved_reopens_its_alert(
     before = _the_alert(collector, tenant)
     assert before["status"] in ("open", "acknowledged") and before["resolved_at"] is None
     assert (before["reopen_count"], before["reopened_at"], before["reopenings"]) == (0, None, [])
+
+
+def test_reopening_looks_back_exactly_reopen_within(collector: CollectorProcess) -> None:
+    """An alert resolved exactly ``REOPEN_WITHIN`` before a finding is not reopened by it
+    (a new alert opens); one resolved a second later is."""
+    import sqlalchemy as sa
+
+    from collector.alerts.models import Alert
+    from collector.alerts.repository import AlertRepository
+    from collector.alerts.service import REOPEN_WITHIN
+    from collector.db import make_engine, make_sessionmaker
+    from collector.settings import normalise_database_url
+
+    tenant = create_tenant(collector.database_url)
+    tenant_id = uuid.UUID(tenant.tenant_id)
+    as_of = NOW + timedelta(days=30)
+    engine = make_engine(normalise_database_url(collector.database_url))
+    try:
+        with make_sessionmaker(engine)() as session:
+            for name, resolved_at in [
+                ("at-the-limit", as_of - REOPEN_WITHIN),
+                ("inside", as_of - REOPEN_WITHIN + timedelta(seconds=1)),
+                ("later", as_of + timedelta(seconds=1)),
+            ]:
+                session.add(
+                    Alert(
+                        tenant_id=tenant_id, fingerprint=name, kind="cohort", scope="app",
+                        scope_key=name, metric="crash_rate", title=name, severity="minor",
+                        status="resolved", onset=as_of - timedelta(days=5),
+                        detected_at=as_of - timedelta(days=5), resolved_at=resolved_at,
+                    )
+                )  # fmt: skip
+            session.flush()
+            found = AlertRepository(session).resolved_between(
+                tenant_id, as_of - REOPEN_WITHIN, as_of
+            )
+            assert [a.fingerprint for a in found] == ["inside"]
+            session.rollback()
+            assert session.scalar(sa.select(sa.func.count()).select_from(Alert).where(
+                Alert.tenant_id == tenant_id)) == 0  # fmt: skip
+    finally:
+        engine.dispose()

@@ -306,7 +306,11 @@ def main() -> int:
     parser.add_argument("--step-h", type=float, default=1.0)
     parser.add_argument("--postgres", help="PostgreSQL URL of an empty database (default SQLite)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
-    parser.add_argument("--keep", type=Path, help="keep the databases and fleets in this folder")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the databases, fleets and each seed's figures (seedN-results.json) here",
+    )
     parser.add_argument(
         "--reuse",
         action="store_true",
@@ -320,17 +324,21 @@ def main() -> int:
             args.keep.mkdir(parents=True, exist_ok=True)
         for seed in args.seeds:
             console.print(f"seed {seed}: {args.devices} devices x {args.days} days…")
-            results.append(
-                run_seed(
-                    seed,
-                    args.devices,
-                    args.days,
-                    args.step_h,
-                    args.keep or Path(tmp),
-                    args.postgres,
-                    reuse=args.reuse and args.keep is not None,
-                )
+            result = run_seed(
+                seed,
+                args.devices,
+                args.days,
+                args.step_h,
+                args.keep or Path(tmp),
+                args.postgres,
+                reuse=args.reuse and args.keep is not None,
             )
+            results.append(result)
+            if args.keep:
+                # An hour-long replay's figures must outlive the terminal it printed to.
+                out = args.keep / f"seed{seed}-results.json"
+                out.write_text(json.dumps(result, default=str, indent=1))
+                console.print(f"seed {seed}: figures written to {out}")
     table = Table(
         title=f"Detection, {args.devices} devices x {args.days} days, step {args.step_h} h"
     )

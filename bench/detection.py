@@ -281,14 +281,14 @@ def evaluate(
                 and any(_change_matches(a.suspected_change, inc.get("change")) for a in found),
             }
         )
-    n = max(len(incidents), 1)
+    n = len(incidents)
     leads = [p["lead_h"] for p in per_incident if p["lead_h"] is not None and p["before_ticket"]]
     return {
         "incidents": len(incidents),
         "detected": sum(p["detected"] for p in per_incident),
-        "before_first_ticket": sum(p["before_ticket"] for p in per_incident) / n,
+        "before_first_ticket": sum(p["before_ticket"] for p in per_incident) / n if n else None,
         "median_lead_h": statistics.median(leads) if leads else None,
-        "change_correct": sum(p["change_ok"] for p in per_incident) / n,
+        "change_correct": sum(p["change_ok"] for p in per_incident) / n if n else None,
         "alerts": len(alerts),
         "false_alerts": len(false_alerts),
         "false_per_1000_device_days": 1000 * len(false_alerts) / max(device_days, 1),

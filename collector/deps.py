@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from collector.metrics import CollectorMetrics
 from collector.settings import Settings
 
-__all__ = ["MetricsDep", "SettingsDep"]
+__all__ = ["MAX_PAGE_OFFSET", "MetricsDep", "PageOffset", "SettingsDep"]
+
+MAX_PAGE_OFFSET = 2**63 - 1
+"""The largest ``offset`` a listing takes: the largest integer SQLite and PostgreSQL bind.
+
+A larger one would fail in the driver (a 500); it is refused with a 422 instead."""
 
 
 def _settings(request: Request) -> Settings:
@@ -27,3 +32,8 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 
 MetricsDep = Annotated[CollectorMetrics, Depends(_metrics)]
 """This process's Prometheus metrics."""
+
+PageOffset = Annotated[
+    int, Query(ge=0, le=MAX_PAGE_OFFSET, description="rows to skip, 0 to 2^63 - 1")
+]
+"""The ``offset`` query parameter of every paged listing."""

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from collector.alerts import service
 from collector.auth import CurrentIdentity
 from collector.db import SessionDep, utcnow
+from collector.deps import PageOffset
 
 __all__ = ["router"]
 
@@ -23,7 +24,7 @@ def list_alerts(
     status: Annotated[str, Query(description="open, acknowledged, resolved or all")] = "open",
     tenant: uuid.UUID | None = None,
     limit: int = 100,
-    offset: int = 0,
+    offset: PageOffset = 0,
 ) -> dict[str, Any]:
     """Alerts newest first: kind, scope, title, onset, detected_at, severity, affected
     devices, suspected change, status."""

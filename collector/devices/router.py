@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from collector.auth import CurrentDevice, CurrentIdentity
 from collector.db import SessionDep
-from collector.deps import MetricsDep, SettingsDep
+from collector.deps import MAX_PAGE_OFFSET, MetricsDep, PageOffset, SettingsDep
 from collector.devices import service
 from collector.devices.schemas import (
     ENROLL_REQUEST,
@@ -68,7 +68,7 @@ def list_devices(
     session: SessionDep,
     tenant: uuid.UUID | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: PageOffset = 0,
 ) -> DevicePage:
     """The device inventory the caller may see (one tenant for tenant-bound callers)."""
     return service.list_devices(
@@ -90,7 +90,7 @@ def get_device_events(
     identity: CurrentIdentity,
     session: SessionDep,
     type: str | None = None,
-    after: int = Query(0, ge=0),
+    after: int = Query(0, ge=0, le=MAX_PAGE_OFFSET),
     limit: int = Query(500, ge=1, le=5000),
 ) -> EventPage:
     """A page of the device's raw events in arrival order."""

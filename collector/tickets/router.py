@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from collector.auth import CurrentIdentity
 from collector.db import SessionDep
-from collector.deps import SettingsDep
+from collector.deps import PageOffset, SettingsDep
 from collector.ingest.body import UnsupportedEncoding, decode_body, read_limited
 from collector.tickets import service
 from collector.tickets.schemas import TICKET_ENVELOPE, TICKET_LIST, ImportResult, TicketList
@@ -102,7 +102,7 @@ def list_tickets(
     device_id: uuid.UUID | None = None,
     tenant: uuid.UUID | None = None,
     limit: int = 100,
-    offset: int = 0,
+    offset: PageOffset = 0,
 ) -> TicketList:
     """Tickets opened in ``[from, to)``, optionally of one alert or device, oldest first."""
     return service.list_tickets(

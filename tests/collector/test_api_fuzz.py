@@ -28,6 +28,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core import NotSet
 
 from collector.app import create_app
+from collector.deps import MAX_PAGE_OFFSET
 from collector.settings import Settings
 from tests.support import CollectorProcess, Device, create_tenant, enroll, make_batch, now_utc
 
@@ -205,6 +206,37 @@ def test_operation_answers_within_the_contract(
         checks=[not_a_server_error, error_shape],
         timeout=60,
     )
+
+
+@pytest.mark.parametrize("path", ["/api/v1/devices", "/api/v1/alerts", "/api/v1/tickets"])
+def test_a_page_offset_beyond_a_database_integer_is_refused_not_a_server_error(
+    target: Target, path: str
+) -> None:
+    """Schemathesis found ``offset=3020992347962205750165504`` answered with a 500: the
+    driver cannot bind it. The largest integer both databases bind is still a page."""
+    headers = {"Authorization": f"Bearer {target.admin_key}"}
+    too_far = httpx.get(
+        f"{target.url}{path}", params={"offset": MAX_PAGE_OFFSET + 1}, headers=headers, timeout=30
+    )
+    assert too_far.status_code == 422, too_far.text
+    assert too_far.json()["error"]["field"] == "query.offset"
+    last = httpx.get(
+        f"{target.url}{path}", params={"offset": MAX_PAGE_OFFSET}, headers=headers, timeout=30
+    )
+    assert last.status_code == 200, last.text
+    assert last.json()["items"] == []
+
+
+def test_an_event_cursor_beyond_a_database_integer_is_refused(target: Target) -> None:
+    """The events page's ``after`` cursor is bound the same way as an offset."""
+    url = f"{target.url}/api/v1/devices/{target.device.device_id}/events"
+    headers = {"Authorization": f"Bearer {target.admin_key}"}
+    refused = httpx.get(url, params={"after": MAX_PAGE_OFFSET + 1}, headers=headers, timeout=30)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["field"] == "query.after"
+    empty = httpx.get(url, params={"after": MAX_PAGE_OFFSET}, headers=headers, timeout=30)
+    assert empty.status_code == 200, empty.text
+    assert empty.json()["items"] == []
 
 
 def test_ingest_refuses_json_infinity(database_url: str, tmp_path: Path) -> None:
